@@ -1,0 +1,324 @@
+"""The typed experiment config: one tree of frozen dataclasses used by every part.
+
+A config is built from a preset file (TOML, under ``muzero/presets/``) plus
+``key.path=value`` overrides. Building checks every key and value and raises
+:class:`ConfigError` with a single line naming the offending key, so a bad
+config fails at start, never halfway through a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, has the wrong type or an impossible value."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = "CartPole-v1"
+    """A gymnasium env id (Discrete actions, Box observations) or a board game id."""
+    num_envs: int = 16
+    """Environments stepped in lockstep by self-play; one batched search per move."""
+    frame_stack: int = 1
+    max_episode_steps: int = 0
+    """0 keeps the env's own limit."""
+
+    def validate(self) -> None:
+        _require(bool(self.id), "env.id", "must not be empty")
+        _require(self.num_envs >= 1, "env.num_envs", "must be >= 1")
+        _require(self.frame_stack >= 1, "env.frame_stack", "must be >= 1")
+        _require(self.max_episode_steps >= 0, "env.max_episode_steps", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    kind: Literal["mlp", "resnet"] = "mlp"
+    hidden_size: int = 64
+    """MLP width, and the latent state size of the MLP body."""
+    num_layers: int = 2
+    """Hidden layers in each MLP (representation, dynamics)."""
+    channels: int = 32
+    """ResNet channels."""
+    num_blocks: int = 2
+    """Residual blocks in each ResNet body."""
+    head_hidden_size: int = 32
+    """Width of the hidden layer in the value, reward and policy heads."""
+    value_support: int = 10
+    """Value support half-width: 2n+1 bins over [-n, n] in transformed space."""
+    reward_support: int = 5
+
+    def validate(self) -> None:
+        _require(self.kind in ("mlp", "resnet"), "network.kind", "must be 'mlp' or 'resnet'")
+        for key in ("hidden_size", "num_layers", "channels", "num_blocks", "head_hidden_size",
+                    "value_support", "reward_support"):
+            _require(getattr(self, key) >= 1, f"network.{key}", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    algorithm: Literal["muzero", "gumbel"] = "muzero"
+    """'muzero': pUCT with Dirichlet root noise; 'gumbel': Gumbel MuZero root rules."""
+    model: Literal["learned", "simulator"] = "learned"
+    """'learned': search inside the learned model (MuZero); 'simulator': search with the
+    true rules of a board game (AlphaZero-style)."""
+    num_simulations: int = 25
+    pb_c_init: float = 1.25
+    pb_c_base: float = 19652.0
+    dirichlet_alpha: float = 0.25
+    exploration_fraction: float = 0.25
+    temperature: list[list[float]] = field(default_factory=lambda: [[0.0, 1.0]])
+    """Visit-count temperature schedule: [[from_env_step, temperature], ...]."""
+    eval_temperature: float = 0.0
+    max_considered_actions: int = 16
+    """Gumbel: actions sampled at the root (Gumbel-top-k)."""
+    gumbel_scale: float = 1.0
+    c_visit: float = 50.0
+    c_scale: float = 0.1
+
+    def validate(self) -> None:
+        _require(self.algorithm in ("muzero", "gumbel"), "search.algorithm", "must be 'muzero' or 'gumbel'")
+        _require(self.model in ("learned", "simulator"), "search.model", "must be 'learned' or 'simulator'")
+        _require(self.num_simulations >= 1, "search.num_simulations", "must be >= 1")
+        _require(self.pb_c_init > 0, "search.pb_c_init", "must be > 0")
+        _require(self.pb_c_base > 0, "search.pb_c_base", "must be > 0")
+        _require(self.dirichlet_alpha > 0, "search.dirichlet_alpha", "must be > 0")
+        _require(0 <= self.exploration_fraction <= 1, "search.exploration_fraction", "must be in [0, 1]")
+        _require(self.eval_temperature >= 0, "search.eval_temperature", "must be >= 0")
+        _require(self.max_considered_actions >= 1, "search.max_considered_actions", "must be >= 1")
+        _require(len(self.temperature) >= 1, "search.temperature", "needs at least one [from_env_step, temperature] pair")
+        previous = -1.0
+        for i, pair in enumerate(self.temperature):
+            _require(len(pair) == 2, f"search.temperature[{i}]", "must be [from_env_step, temperature]")
+            _require(pair[0] > previous, f"search.temperature[{i}]", "env steps must increase")
+            _require(pair[1] >= 0, f"search.temperature[{i}]", "temperature must be >= 0")
+            previous = pair[0]
+
+    def temperature_at(self, env_steps: int) -> float:
+        value = self.temperature[0][1]
+        for start, temperature in self.temperature:
+            if env_steps >= start:
+                value = temperature
+        return float(value)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 128
+    unroll_steps: int = 5
+    """K: steps the model is unrolled in training."""
+    td_steps: int = 10
+    """n: steps of real reward before bootstrapping from a search value."""
+    discount: float = 0.997
+    learning_rate: float = 3e-3
+    lr_warmup_steps: int = 0
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 5.0
+    value_loss_weight: float = 0.25
+    train_ratio: float = 0.5
+    """Learner samples per environment step (replay ratio); the loop keeps to it."""
+    max_env_steps: int = 50_000
+    max_wall_s: float = 0.0
+    """0 means no wall-time limit."""
+    checkpoint_interval: int = 500
+    """Learner steps between checkpoints."""
+    eval_interval: int = 5_000
+    """Environment steps between evaluations; 0 disables them."""
+    eval_episodes: int = 20
+    target_return: float = 0.0
+    """Stop early once an evaluation reaches this mean return (0: never)."""
+    torch_threads: int = 0
+    """0 lets torch choose."""
+
+    def validate(self) -> None:
+        _require(self.batch_size >= 1, "training.batch_size", "must be >= 1")
+        _require(self.unroll_steps >= 1, "training.unroll_steps", "must be >= 1")
+        _require(self.td_steps >= 1, "training.td_steps", "must be >= 1")
+        _require(0 < self.discount <= 1, "training.discount", "must be in (0, 1]")
+        _require(self.learning_rate > 0, "training.learning_rate", "must be > 0")
+        _require(self.lr_warmup_steps >= 0, "training.lr_warmup_steps", "must be >= 0")
+        _require(self.weight_decay >= 0, "training.weight_decay", "must be >= 0")
+        _require(self.max_grad_norm > 0, "training.max_grad_norm", "must be > 0")
+        _require(self.value_loss_weight > 0, "training.value_loss_weight", "must be > 0")
+        _require(self.train_ratio > 0, "training.train_ratio", "must be > 0")
+        _require(self.max_env_steps >= 1, "training.max_env_steps", "must be >= 1")
+        _require(self.max_wall_s >= 0, "training.max_wall_s", "must be >= 0")
+        _require(self.checkpoint_interval >= 1, "training.checkpoint_interval", "must be >= 1")
+        _require(self.eval_interval >= 0, "training.eval_interval", "must be >= 0")
+        _require(self.eval_episodes >= 1, "training.eval_episodes", "must be >= 1")
+        _require(self.torch_threads >= 0, "training.torch_threads", "must be >= 0")
+        _require(self.device == "cpu" or self.device.startswith("cuda"), "training.device", "must be 'cpu' or 'cuda[:N]'")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    backend: Literal["memory"] = "memory"
+    capacity: int = 100_000
+    """Capacity in transitions; the oldest segments are evicted first."""
+    segment_length: int = 200
+    """Steps a segment owns (it also carries unroll + td context after them)."""
+    min_size: int = 1_000
+    """Transitions stored before training starts."""
+    priority_alpha: float = 1.0
+    priority_beta: float = 1.0
+    priority_eps: float = 1e-6
+
+    def validate(self) -> None:
+        _require(self.backend == "memory", "replay.backend", "must be 'memory'")
+        _require(self.capacity >= 1, "replay.capacity", "must be >= 1")
+        _require(self.segment_length >= 1, "replay.segment_length", "must be >= 1")
+        _require(self.min_size >= 1, "replay.min_size", "must be >= 1")
+        _require(self.min_size <= self.capacity, "replay.min_size", "must be <= replay.capacity")
+        _require(self.priority_alpha >= 0, "replay.priority_alpha", "must be >= 0")
+        _require(0 <= self.priority_beta <= 1, "replay.priority_beta", "must be in [0, 1]")
+        _require(self.priority_eps > 0, "replay.priority_eps", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+
+    def validate(self) -> None:
+        _require(bool(self.name), "name", "must not be empty")
+        for section in (self.env, self.network, self.search, self.training, self.replay):
+            section.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- building ---------------------------------------------------------------------------
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _check_type(value: Any, annotation: Any, key: str) -> Any:
+    """Return ``value`` as the annotated type, or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item_type,) = typing.get_args(annotation)
+        return [_check_type(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{key}: must be finite, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {annotation!r} at {key}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            where = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name in fields:
+        if name not in data:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, data[name], key)
+        else:
+            kwargs[name] = _check_type(data[name], hint, key)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value``; the value is read as TOML, else kept as a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{'.'.join(path)}: {part} is not a table")
+        node[path[-1]] = value
+    return data
+
+
+def from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    config = _build(ExperimentConfig, data, "")
+    config.validate()
+    return config
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load(preset_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Load a preset by name (``cartpole``) or a TOML file by path, then apply overrides."""
+    path = Path(preset_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{preset_or_path}.toml"
+        if not path.exists():
+            raise ConfigError(f"preset {preset_or_path!r} not found (presets: {', '.join(preset_names())})")
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return from_dict(apply_overrides(data, list(overrides)))
+
+
+def replace(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Return ``config`` with ``key.path=value`` overrides applied and validated."""
+    return from_dict(apply_overrides(config.to_dict(), overrides))

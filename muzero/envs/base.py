@@ -1,0 +1,41 @@
+"""The two-player board-game interface, vectorised over N games.
+
+A game is a set of pure functions over a batch of states held in numpy
+arrays: no per-game Python objects, so self-play, AlphaZero-style search and
+evaluation all step thousands of positions per call.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class BoardGame(Protocol):
+    name: str
+    num_actions: int
+    observation_shape: tuple[int, ...]  # (C, H, W) planes, from the mover's point of view
+    state_shape: tuple[int, ...]  # trailing shape of one state in ``states`` arrays
+
+    def initial_states(self, n: int) -> np.ndarray:
+        """(n, *state_shape) fresh games."""
+
+    def to_play(self, states: np.ndarray) -> np.ndarray:
+        """(n,) int8 player to move: 0 or 1."""
+
+    def legal_mask(self, states: np.ndarray) -> np.ndarray:
+        """(n, num_actions) bool; all False at terminal states."""
+
+    def step(self, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Play one move in every game: (next_states, reward for the mover, terminal).
+
+        The reward is +1 for a winning move, 0 otherwise (a draw ends at 0).
+        Illegal actions raise ValueError naming the games.
+        """
+
+    def observe(self, states: np.ndarray) -> np.ndarray:
+        """(n, *observation_shape) float32 planes from the point of view of the player to move."""
+
+    def render(self, state: np.ndarray) -> str:
+        """A human-readable board for one state."""
