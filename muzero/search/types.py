@@ -43,7 +43,9 @@ class StepOutput:
 class StepFn(Protocol):
     """The model the search runs in: the learned dynamics, or a game's true rules."""
 
-    def __call__(self, embedding: Any, action: np.ndarray) -> StepOutput: ...
+    def __call__(self, embedding: Any, action: np.ndarray, to_play: np.ndarray) -> StepOutput:
+        """Step B parents: ``to_play`` (B,) int8 is the player to move at each parent
+        (a learned two-player model needs it to say who moves next)."""
 
 
 @dataclass(frozen=True)

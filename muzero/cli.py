@@ -1,0 +1,172 @@
+"""The ``muzero`` command: train, eval, play, presets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from muzero import config as config_module
+from muzero.config import ConfigError
+
+
+def _load_network(checkpoint_path: str):
+    """(config, network, checkpoint) from a checkpoint file, or exit with the reason."""
+    from muzero.checkpoint import CheckpointError, load_checkpoint
+    from muzero.envs.vector import make_vector_env
+    from muzero.nn.networks import build_network
+    from muzero.selfplay import stacked_observation_shape
+
+    try:
+        checkpoint = load_checkpoint(Path(checkpoint_path))
+    except (CheckpointError, FileNotFoundError) as error:
+        raise SystemExit(f"muzero: cannot load checkpoint: {error}")
+    config = checkpoint.config
+    env = make_vector_env(config.env.id, 1, 0, config.env.max_episode_steps)
+    network = build_network(config.network, stacked_observation_shape(config, env.observation_shape), env.num_actions)
+    network.load_state_dict(checkpoint.state_dict)
+    network.eval()
+    return config, network, checkpoint, env
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from muzero.local import train
+
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"training.seed={args.seed}")
+    if args.max_env_steps is not None:
+        overrides.append(f"training.max_env_steps={args.max_env_steps}")
+    config = config_module.load(args.preset, overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"muzero: training {config.name} on {config.env.id}; run folder {run_dir}", file=sys.stderr)
+    result = train(config, run_dir)
+    last = result.curve[-1] if result.curve else None
+    summary = f"muzero: {result.env_steps:,} env steps, {result.learner_steps:,} learner steps in {result.wall_s:.0f} s"
+    if last is not None:
+        summary += f"; last evaluation {last.eval_mean_return:.2f} ± {last.eval_std_return:.2f}"
+    print(summary, file=sys.stderr)
+    print(f"muzero: checkpoints in {run_dir / 'checkpoints'}, curve in {run_dir / 'curve.csv'} and {run_dir / 'curve.png'}",
+          file=sys.stderr)
+    return 130 if result.interrupted else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from muzero.evaluation import evaluate_board, evaluate_returns
+
+    config, network, checkpoint, env = _load_network(args.checkpoint)
+    if args.simulations is not None:
+        config = config_module.replace(config, [f"search.num_simulations={args.simulations}"])
+    print(f"muzero: checkpoint step {checkpoint.step} of {config.name} ({config.env.id})", file=sys.stderr)
+    if env.num_players == 1:
+        report = evaluate_returns(config, network, args.episodes, args.seed)
+        print(f"mean return {report.mean:.2f} ± {report.std:.2f} over {args.episodes} episodes")
+        return 0
+    opponents = tuple(name.strip() for name in args.opponents.split(","))
+    try:
+        results = evaluate_board(config, env.game, network, args.episodes, args.seed, opponents=opponents)
+    except ValueError as error:
+        raise SystemExit(f"muzero: {error}")
+    for name, result in results.items():
+        print(f"vs {name}: {result['wins']} wins, {result['draws']} draws, {result['losses']} losses "
+              f"over {args.episodes} games (half as first player)")
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from muzero.evaluation import SearchPlayer
+
+    config, network, _, env = _load_network(args.checkpoint)
+    game = env.game
+    if game is None:
+        raise SystemExit(f"muzero: play needs a board game; this checkpoint plays {config.env.id}")
+    agent = SearchPlayer(config, game, network, batch_size=1)
+    rng = np.random.default_rng(args.seed)
+    human = 0 if args.first else 1
+    state = game.initial_states(1)
+    print(f"You are {'X (first)' if human == 0 else 'O (second)'}. Enter a cell number 1-{game.num_actions}, q to quit.")
+    while game.legal_mask(state).any():
+        print(game.render(state[0]))
+        if int(game.to_play(state)[0]) == human:
+            legal = game.legal_mask(state)[0]
+            try:
+                text = input("your move: ").strip()
+            except EOFError:
+                return 1
+            if text.lower() in ("q", "quit", "exit"):
+                return 0
+            if not text.isdigit() or not 1 <= int(text) <= game.num_actions or not legal[int(text) - 1]:
+                free = [str(i + 1) for i in np.flatnonzero(legal)]
+                print(f"not a legal move: {text!r}; free cells: {', '.join(free)}")
+                continue
+            action = np.array([int(text) - 1])
+        else:
+            action = agent.act(state, rng)
+            print(f"muzero plays {int(action[0]) + 1}")
+        mover = int(game.to_play(state)[0])
+        state, reward, terminal = game.step(state, action)
+        if terminal[0]:
+            print(game.render(state[0]))
+            if reward[0] > 0:
+                print("You win!" if mover == human else "muzero wins.")
+            else:
+                print("Draw.")
+            return 0
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name in config_module.preset_names():
+        config = config_module.load(name)
+        print(f"{name:12s} {config.env.id:24s} {config.search.algorithm}/{config.search.model} "
+              f"{config.search.num_simulations} simulations, {config.training.max_env_steps:,} env steps")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="muzero", description="MuZero training system")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train locally: self-play, training and evaluation in one process")
+    train.add_argument("preset", help="preset name (see `muzero presets`) or a TOML config file")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. search.num_simulations=50")
+    train.add_argument("--run-dir", help="run folder (default runs/<name>-<time>)")
+    train.add_argument("--seed", type=int, help="shorthand for --set training.seed=N")
+    train.add_argument("--max-env-steps", type=int, help="shorthand for --set training.max_env_steps=N")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint: mean return, or win/draw/loss for board games")
+    evaluate.add_argument("checkpoint", help="a .safetensors checkpoint written by training")
+    evaluate.add_argument("--episodes", type=int, default=100, help="episodes (games for board games)")
+    evaluate.add_argument("--opponents", default="minimax,uct,random", help="board games: comma-separated opponents")
+    evaluate.add_argument("--simulations", type=int, help="override search.num_simulations")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(func=cmd_eval)
+
+    play = commands.add_parser("play", help="play tic-tac-toe against a checkpoint in the terminal")
+    play.add_argument("checkpoint")
+    side = play.add_mutually_exclusive_group()
+    side.add_argument("--first", action="store_true", default=True, help="you move first (default)")
+    side.add_argument("--second", dest="first", action="store_false", help="muzero moves first")
+    play.add_argument("--seed", type=int, default=0)
+    play.set_defaults(func=cmd_play)
+
+    presets = commands.add_parser("presets", help="list the bundled presets")
+    presets.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"muzero: config error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""MuZero's three functions: representation h, dynamics g, prediction f.
+
+Two bodies share one interface: an MLP for flat observations (classic control)
+and a ResNet for image-like planes (board games, Atari). Hidden states are
+min-max scaled to [0, 1] per example (MuZero, Appendix G), which keeps the
+dynamics' input on the same scale as the representation's output however far
+the model is unrolled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from muzero.config import NetworkConfig
+from muzero.nn.support import Support
+
+
+@dataclass
+class InferenceOutput:
+    hidden: Tensor  # (B, *hidden_shape), in [0, 1]
+    value_logits: Tensor  # (B, value bins)
+    reward_logits: Tensor  # (B, reward bins); initial inference: the logits of reward 0
+    policy_logits: Tensor  # (B, A)
+
+
+def scale_hidden(hidden: Tensor) -> Tensor:
+    """Min-max scale each example's hidden state to [0, 1]."""
+    flat = hidden.flatten(1)
+    low = flat.min(dim=1, keepdim=True).values
+    high = flat.max(dim=1, keepdim=True).values
+    scaled = (flat - low) / (high - low).clamp(min=1e-5)
+    return scaled.view_as(hidden)
+
+
+def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2 or final_activation:
+            layers += [nn.LayerNorm(fan_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class MuZeroNetwork(nn.Module):
+    """Common inference API; subclasses provide the bodies and heads."""
+
+    def __init__(self, config: NetworkConfig, num_actions: int):
+        super().__init__()
+        self.config = config
+        self.num_actions = num_actions
+        self.value_support = Support(config.value_support)
+        self.reward_support = Support(config.reward_support)
+
+    # bodies, implemented by subclasses
+    def represent(self, observations: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def dynamics(self, hidden: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def initial_inference(self, observations: Tensor) -> InferenceOutput:
+        hidden = scale_hidden(self.represent(observations))
+        policy_logits, value_logits = self.predict(hidden)
+        reward_logits = self._zero_reward_logits(hidden.shape[0], hidden)
+        return InferenceOutput(hidden, value_logits, reward_logits, policy_logits)
+
+    def recurrent_inference(self, hidden: Tensor, actions: Tensor) -> InferenceOutput:
+        if actions.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"actions must be an integer tensor, got {actions.dtype}")
+        next_hidden, reward_logits = self.dynamics(hidden, actions.long())
+        next_hidden = scale_hidden(next_hidden)
+        policy_logits, value_logits = self.predict(next_hidden)
+        return InferenceOutput(next_hidden, value_logits, reward_logits, policy_logits)
+
+    def _zero_reward_logits(self, batch: int, like: Tensor) -> Tensor:
+        logits = torch.full((batch, self.reward_support.size), -1e4, device=like.device, dtype=like.dtype)
+        logits[:, self.config.reward_support] = 0.0  # all mass on the bin of reward 0
+        return logits
+
+
+class MLPNetwork(MuZeroNetwork):
+    """For flat observations: (frame_stack * D,)."""
+
+    def __init__(self, config: NetworkConfig, observation_shape: tuple[int, ...], num_actions: int):
+        super().__init__(config, num_actions)
+        width, depth = config.hidden_size, config.num_layers
+        obs_size = math.prod(observation_shape)
+        self.representation = mlp([obs_size] + [width] * depth + [width])
+        self.dynamics_body = mlp([width + num_actions] + [width] * depth + [width])
+        head = config.head_hidden_size
+        self.reward_head = nn.Sequential(nn.Linear(width, head), nn.ReLU(), nn.Linear(head, self.reward_support.size))
+        self.value_head = nn.Sequential(nn.Linear(width, head), nn.ReLU(), nn.Linear(head, self.value_support.size))
+        self.policy_head = nn.Sequential(nn.Linear(width, head), nn.ReLU(), nn.Linear(head, num_actions))
+
+    def represent(self, observations: Tensor) -> Tensor:
+        return self.representation(observations.flatten(1).float())
+
+    def dynamics(self, hidden: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        one_hot = nn.functional.one_hot(actions, self.num_actions).to(hidden.dtype)
+        next_hidden = self.dynamics_body(torch.cat([hidden, one_hot], dim=1))
+        return next_hidden, self.reward_head(next_hidden)
+
+    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        return self.policy_head(hidden), self.value_head(hidden)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.relu(self.norm1(self.conv1(x)))
+        return torch.relu(x + self.norm2(self.conv2(y)))
+
+
+def conv_stem(in_channels: int, channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+
+
+class PooledHead(nn.Module):
+    """Global average pooling, then a small MLP: size-independent scalar heads."""
+
+    def __init__(self, channels: int, hidden: int, out: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.mean(dim=(2, 3)))
+
+
+class ResNetNetwork(MuZeroNetwork):
+    """For planes (C, H, W): a residual tower per function, global-pooling heads.
+
+    The action enters the dynamics as one learned plane per action (an
+    embedding of size H*W), so one body serves any board size and action set.
+    """
+
+    def __init__(self, config: NetworkConfig, observation_shape: tuple[int, ...], num_actions: int):
+        super().__init__(config, num_actions)
+        if len(observation_shape) != 3:
+            raise ValueError(f"resnet needs (C, H, W) observations, got shape {observation_shape}")
+        in_channels, height, width = observation_shape
+        channels, blocks, head = config.channels, config.num_blocks, config.head_hidden_size
+        self.board_shape = (height, width)
+        self.representation = nn.Sequential(conv_stem(in_channels, channels), *[ResidualBlock(channels) for _ in range(blocks)])
+        self.action_planes = nn.Embedding(num_actions, height * width)
+        self.dynamics_body = nn.Sequential(conv_stem(channels + 1, channels), *[ResidualBlock(channels) for _ in range(blocks)])
+        self.reward_head = PooledHead(channels, head, self.reward_support.size)
+        self.value_head = PooledHead(channels, head, self.value_support.size)
+        self.policy_conv = nn.Sequential(nn.Conv2d(channels, 2, 1), nn.ReLU())
+        self.policy_out = nn.Linear(2 * height * width + channels, num_actions)
+
+    def represent(self, observations: Tensor) -> Tensor:
+        return self.representation(observations.float())
+
+    def dynamics(self, hidden: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        plane = self.action_planes(actions).view(-1, 1, *self.board_shape).to(hidden.dtype)
+        next_hidden = self.dynamics_body(torch.cat([hidden, plane], dim=1))
+        return next_hidden, self.reward_head(next_hidden)
+
+    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        local = self.policy_conv(hidden).flatten(1)
+        pooled = hidden.mean(dim=(2, 3))
+        return self.policy_out(torch.cat([local, pooled], dim=1)), self.value_head(hidden)
+
+
+def build_network(config: NetworkConfig, observation_shape: tuple[int, ...], num_actions: int) -> MuZeroNetwork:
+    """The network for (already frame-stacked) observations of ``observation_shape``."""
+    if num_actions < 1:
+        raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+    if config.kind == "mlp":
+        return MLPNetwork(config, tuple(observation_shape), num_actions)
+    if config.kind == "resnet":
+        return ResNetNetwork(config, tuple(observation_shape), num_actions)
+    raise ValueError(f"network.kind: unknown body {config.kind!r}")

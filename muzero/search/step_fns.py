@@ -1,0 +1,175 @@
+"""Step functions: what the search runs in.
+
+- :class:`LearnedModel` — MuZero: the network's dynamics and prediction functions.
+- :class:`SimulatorModel` — AlphaZero-style: a board game's true rules, with an
+  evaluator (a network, or random rollouts for a network-free baseline) giving
+  priors and values of the positions reached.
+
+Both turn batched tensors into the plain numpy arrays of
+:mod:`muzero.search.types`; the search never sees torch except as an opaque
+embedding it gathers and scatters.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from muzero.envs.base import BoardGame
+from muzero.nn.networks import InferenceOutput, MuZeroNetwork
+from muzero.search.types import RootInput, StepOutput
+
+
+def _to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().float().cpu().numpy()
+
+
+class LearnedModel:
+    """Search inside the learned model. ``num_players`` = 2 makes turns alternate."""
+
+    def __init__(self, network: MuZeroNetwork, device: str | torch.device = "cpu", num_players: int = 1):
+        if num_players not in (1, 2):
+            raise ValueError(f"num_players must be 1 or 2, got {num_players}")
+        self.network = network
+        self.device = torch.device(device)
+        self.num_players = num_players
+        self.num_actions = network.num_actions
+        self._all_legal: np.ndarray | None = None
+        self._no_terminal: np.ndarray | None = None
+
+    def _outputs(self, output: InferenceOutput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        value = _to_numpy(self.network.value_support.logits_to_scalar(output.value_logits))
+        reward = _to_numpy(self.network.reward_support.logits_to_scalar(output.reward_logits))
+        return value, reward, _to_numpy(output.policy_logits)
+
+    @torch.inference_mode()
+    def initial(
+        self, observations: np.ndarray, legal_mask: np.ndarray | None = None, to_play: np.ndarray | None = None
+    ) -> RootInput:
+        batch = observations.shape[0]
+        obs = torch.as_tensor(observations, device=self.device)
+        output = self.network.initial_inference(obs)
+        value, _, logits = self._outputs(output)
+        if legal_mask is None:
+            legal_mask = np.ones((batch, self.num_actions), dtype=bool)
+        if to_play is None:
+            to_play = np.zeros(batch, dtype=np.int8)
+        return RootInput(logits, value, output.hidden, legal_mask.astype(bool, copy=False), to_play.astype(np.int8, copy=False))
+
+    @torch.inference_mode()
+    def __call__(self, embedding: torch.Tensor, action: np.ndarray, to_play: np.ndarray) -> StepOutput:
+        batch = action.shape[0]
+        actions = torch.as_tensor(action, device=self.device, dtype=torch.int64)
+        output = self.network.recurrent_inference(embedding, actions)
+        value, reward, logits = self._outputs(output)
+        if self._all_legal is None or self._all_legal.shape[0] < batch:
+            self._all_legal = np.ones((batch, self.num_actions), dtype=bool)
+            self._no_terminal = np.zeros(batch, dtype=bool)
+        next_to_play = (1 - to_play).astype(np.int8) if self.num_players == 2 else to_play
+        return StepOutput(reward, value, logits, output.hidden, next_to_play, self._all_legal[:batch], self._no_terminal[:batch])
+
+
+Evaluator = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""states (B, ...) -> (prior_logits (B, A), value (B,) for the player to move)."""
+
+
+class NetworkEvaluator:
+    """Priors and values of board positions from a network's initial inference."""
+
+    def __init__(self, game: BoardGame, network: MuZeroNetwork, device: str | torch.device = "cpu"):
+        self.game = game
+        self.network = network
+        self.device = torch.device(device)
+
+    @torch.inference_mode()
+    def __call__(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = torch.as_tensor(self.game.observe(states), device=self.device)
+        output = self.network.initial_inference(obs)
+        value = self.network.value_support.logits_to_scalar(output.value_logits)
+        return _to_numpy(output.policy_logits), _to_numpy(value)
+
+
+class RolloutEvaluator:
+    """No network: uniform priors, value = mean outcome of random playouts."""
+
+    def __init__(self, game: BoardGame, rng: np.random.Generator, num_rollouts: int = 1, max_moves: int = 1000):
+        self.game = game
+        self.rng = rng
+        self.num_rollouts = num_rollouts
+        self.max_moves = max_moves
+
+    def __call__(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = states.shape[0]
+        logits = np.zeros((batch, self.game.num_actions), dtype=np.float32)
+        total = np.zeros(batch, dtype=np.float64)
+        for _ in range(self.num_rollouts):
+            total += random_playout_value(self.game, states, self.rng, self.max_moves)
+        return logits, (total / self.num_rollouts).astype(np.float32)
+
+
+def random_playout_value(game: BoardGame, states: np.ndarray, rng: np.random.Generator, max_moves: int) -> np.ndarray:
+    """Outcome of one random playout from each state, for the player to move there."""
+    root_player = game.to_play(states)
+    value = np.zeros(states.shape[0], dtype=np.float64)
+    current = states.copy()
+    active = game.legal_mask(current).any(axis=1)
+    for _ in range(max_moves):
+        if not active.any():
+            break
+        legal = game.legal_mask(current[active])
+        # Uniform among legal moves: argmax of random keys restricted to the legal set.
+        keys = np.where(legal, rng.random(legal.shape), -1.0)
+        actions = keys.argmax(axis=1)
+        mover = game.to_play(current[active])
+        next_states, reward, terminal = game.step(current[active], actions)
+        sign = np.where(mover == root_player[active], 1.0, -1.0)
+        index = np.flatnonzero(active)
+        value[index] += sign * reward
+        current[index] = next_states
+        active[index[terminal]] = False
+    return value
+
+
+class SimulatorModel:
+    """AlphaZero-style search: the game's true rules as the step function.
+
+    The embedding is the batch of game states. A parent that is terminal, or an
+    action that is illegal there (the search may pass a placeholder for roots
+    whose descent ended on a terminal node), yields a terminal child with
+    reward 0 instead of an error.
+    """
+
+    def __init__(self, game: BoardGame, evaluator: Evaluator):
+        self.game = game
+        self.evaluator = evaluator
+
+    def initial(self, states: np.ndarray) -> RootInput:
+        logits, value = self.evaluator(states)
+        return RootInput(logits, value, states.copy(), self.game.legal_mask(states), self.game.to_play(states))
+
+    def __call__(self, embedding: np.ndarray, action: np.ndarray, to_play: np.ndarray) -> StepOutput:
+        states = np.asarray(embedding)
+        batch = states.shape[0]
+        action = np.asarray(action, dtype=np.int64)
+        playable = self.game.legal_mask(states)[np.arange(batch), action]
+        next_states = states.copy()
+        reward = np.zeros(batch, dtype=np.float32)
+        terminal = np.ones(batch, dtype=bool)
+        if playable.any():
+            stepped, step_reward, step_terminal = self.game.step(states[playable], action[playable])
+            next_states[playable] = stepped
+            reward[playable] = step_reward
+            terminal[playable] = step_terminal
+        logits, value = self.evaluator(next_states)
+        value = np.where(terminal, 0.0, value).astype(np.float32)
+        return StepOutput(
+            reward,
+            value,
+            logits.astype(np.float32, copy=False),
+            next_states,
+            self.game.to_play(next_states),
+            self.game.legal_mask(next_states),
+            terminal,
+        )

@@ -1,0 +1,158 @@
+"""Self-play: N environments in lockstep, one batched search per move, cut into segments.
+
+This is the actor's core, shared by local mode and the actor service: it owns
+an acting copy of the network, never the learner's, so weights change only
+when the caller swaps them in (and the version says which weights played).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from muzero.config import ExperimentConfig
+from muzero.envs.vector import VectorEnv, make_vector_env
+from muzero.learning.segment import Segment, SegmentBuilder
+from muzero.nn.networks import MuZeroNetwork
+from muzero.search.mcts import make_search
+from muzero.search.step_fns import LearnedModel, NetworkEvaluator, SimulatorModel
+
+
+class FrameStacker:
+    """The last ``frame_stack`` observations of each env, concatenated on the first axis."""
+
+    def __init__(self, num_envs: int, frame_stack: int, observation_shape: tuple[int, ...], dtype: np.dtype):
+        self.frame_stack = frame_stack
+        self.frames = np.zeros((num_envs, frame_stack, *observation_shape), dtype=dtype)
+
+    @property
+    def stacked_shape(self) -> tuple[int, ...]:
+        shape = self.frames.shape[2:]
+        return (self.frame_stack * shape[0], *shape[1:])
+
+    def reset(self, observations: np.ndarray, envs: np.ndarray | None = None) -> None:
+        """Fill the stack of ``envs`` (all by default) with copies of their first frame."""
+        index = slice(None) if envs is None else envs
+        self.frames[index] = observations[index, None]
+
+    def push(self, observations: np.ndarray) -> None:
+        self.frames[:, :-1] = self.frames[:, 1:]
+        self.frames[:, -1] = observations
+
+    def stacked(self, frames: np.ndarray | None = None) -> np.ndarray:
+        frames = self.frames if frames is None else frames
+        return frames.reshape(frames.shape[0], *self.stacked_shape)
+
+
+def stacked_observation_shape(config: ExperimentConfig, observation_shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (config.env.frame_stack * observation_shape[0], *observation_shape[1:])
+
+
+@dataclass
+class EpisodeStats:
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+
+class SelfPlay:
+    """Plays ``env.num_envs`` games with the acting network; emits finished segments."""
+
+    def __init__(self, config: ExperimentConfig, network: MuZeroNetwork, seed: int, device: str = "cpu"):
+        self.config = config
+        self.env: VectorEnv = make_vector_env(config.env.id, config.env.num_envs, seed, config.env.max_episode_steps)
+        self.network = network
+        self.device = device
+        self.rng = np.random.default_rng(seed)
+        self.model_version = 0
+        self.search = make_search(config.search, self.env.num_actions, self.env.num_envs, config.training.discount)
+        self.learned = LearnedModel(network, device, num_players=self.env.num_players)
+        if config.search.model == "simulator":
+            if self.env.game is None:
+                raise ValueError(f"search.model = 'simulator' needs a board game, but env.id {config.env.id!r} is not one")
+            self.simulator = SimulatorModel(self.env.game, NetworkEvaluator(self.env.game, network, device))
+        training = config.training
+        self.builder = SegmentBuilder(
+            num_envs=self.env.num_envs,
+            segment_length=config.replay.segment_length,
+            context_steps=training.unroll_steps + training.td_steps,
+            frame_stack=config.env.frame_stack,
+            num_actions=self.env.num_actions,
+        )
+        self.observations = self.env.reset()
+        self.stacker = FrameStacker(self.env.num_envs, config.env.frame_stack, self.env.observation_shape, self.env.observation_dtype)
+        self.stacker.reset(self.observations)
+        self.episode_return = np.zeros(self.env.num_envs)
+        self.episode_length = np.zeros(self.env.num_envs, dtype=np.int64)
+        self.env_steps = 0
+        self.simulations = 0
+
+    def set_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
+        self.network.load_state_dict(state_dict)
+        self.model_version = version
+
+    def step(self) -> tuple[list[Segment], EpisodeStats]:
+        """One move in every env: search, act, and return the segments that completed."""
+        self.network.eval()
+        legal = self.env.legal_mask()
+        to_play = self.env.to_play()
+        if self.config.search.model == "simulator":
+            root = self.simulator.initial(self.env.states)
+            step_fn = self.simulator
+        else:
+            root = self.learned.initial(self.stacker.stacked(), legal, to_play)
+            step_fn = self.learned
+        temperature = self.config.search.temperature_at(self.env_steps)
+        result = self.search.run(root, step_fn, self.rng, temperature=temperature, add_noise=True)
+        step = self.env.step(result.action)
+        ended = step.terminated | step.truncated
+        bootstrap = self._bootstrap_values(step.final_obs, step.truncated & ~step.terminated)
+        segments = self.builder.add_step(
+            obs=self.observations,
+            actions=result.action,
+            rewards=step.reward,
+            to_play=to_play,
+            legal_masks=legal,
+            policies=result.policy_target,
+            root_values=result.root_value,
+            terminated=step.terminated,
+            truncated=step.truncated & ~step.terminated,
+            final_bootstrap_values=bootstrap,
+            model_version=self.model_version,
+        )
+        stats = self._track_episodes(step.reward, ended)
+        self.observations = step.next_obs
+        self.stacker.push(step.next_obs)
+        if ended.any():
+            self.stacker.reset(step.next_obs, np.flatnonzero(ended))
+        self.env_steps += self.env.num_envs
+        self.simulations += self.env.num_envs * result.num_simulations
+        return segments, stats
+
+    def _bootstrap_values(self, final_obs: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        """Value of the last state of truncated episodes (time limits), from the network."""
+        values = np.zeros(self.env.num_envs, dtype=np.float32)
+        if not truncated.any() or self.config.search.model == "simulator":
+            return values
+        index = np.flatnonzero(truncated)
+        frames = np.concatenate([self.stacker.frames[index, 1:], final_obs[index, None]], axis=1)
+        root = self.learned.initial(self.stacker.stacked(frames))
+        values[index] = root.value
+        return values
+
+    def _track_episodes(self, rewards: np.ndarray, ended: np.ndarray) -> EpisodeStats:
+        # Returns are summed from player 0's side for single-player envs; for two-player
+        # games the return of an episode is the last mover's reward (win = 1).
+        self.episode_return += rewards
+        self.episode_length += 1
+        stats = EpisodeStats()
+        for i in np.flatnonzero(ended):
+            stats.returns.append(float(self.episode_return[i]))
+            stats.lengths.append(int(self.episode_length[i]))
+        self.episode_return[ended] = 0
+        self.episode_length[ended] = 0
+        return stats
+
+    def flush(self) -> list[Segment]:
+        return self.builder.flush()

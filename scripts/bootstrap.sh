@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up everything muzero needs on a fresh machine with Python 3.11, idempotently.
+#   scripts/bootstrap.sh         the runtime: a virtual environment in .venv with muzero in it
+#   scripts/bootstrap.sh --test  the runtime plus what the test suite needs
+# CPU torch 2.13.0 is installed first, on its own: anything that depends on torch
+# installed before it would make pip fetch a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+python=${PYTHON:-python3}
+venv=${MUZERO_VENV:-.venv}
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating virtual environment $venv ($($python --version))"
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+
+if ! "$venv/bin/python" -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13.0") else 1)' 2>/dev/null; then
+  log "installing CPU torch 2.13.0"
+  "${pip[@]}" install "torch==2.13.0"
+fi
+
+extras=""
+[ "$want_test" = 1 ] && extras="[test]"
+stamp="$venv/.muzero-installed$extras"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  log "installing muzero$extras and its dependencies"
+  "${pip[@]}" install -e ".$extras"
+  touch "$stamp"
+fi
+log "ready: $venv"
