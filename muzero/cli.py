@@ -18,15 +18,25 @@ def _load_network(checkpoint_path: str):
     from muzero.checkpoint import CheckpointError, load_checkpoint
     from muzero.envs.vector import make_vector_env
     from muzero.nn.networks import build_network
-    from muzero.selfplay import stacked_observation_shape
+    from muzero.learning.segment import stacked_observation_shape
 
+    path = Path(checkpoint_path)
+    if path.is_dir() or path.name == "latest":
+        # A run folder, its checkpoints folder, or the latest pointer: take the newest valid checkpoint.
+        from muzero.checkpoint import CheckpointManager
+
+        run_dir = path.parent.parent if path.name == "latest" else (path.parent if path.name == "checkpoints" else path)
+        newest = CheckpointManager(run_dir).latest()
+        if newest is None:
+            raise SystemExit(f"muzero: no valid checkpoint under {run_dir}")
+        path = newest
     try:
-        checkpoint = load_checkpoint(Path(checkpoint_path))
+        checkpoint = load_checkpoint(path)
     except (CheckpointError, FileNotFoundError) as error:
         raise SystemExit(f"muzero: cannot load checkpoint: {error}")
     config = checkpoint.config
     env = make_vector_env(config.env.id, 1, 0, config.env.max_episode_steps)
-    network = build_network(config.network, stacked_observation_shape(config, env.observation_shape), env.num_actions)
+    network = build_network(config.network, stacked_observation_shape(env.observation_shape, config.env.frame_stack), env.num_actions)
     network.load_state_dict(checkpoint.state_dict)
     network.eval()
     return config, network, checkpoint, env

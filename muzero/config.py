@@ -125,6 +125,11 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     max_grad_norm: float = 5.0
     value_loss_weight: float = 0.25
+    bootstrap: Literal["stored", "target_network"] = "target_network"
+    """What n-step value targets bootstrap from: the root values stored at play time, or
+    the stored observations re-evaluated by a target network (fresher, costs a forward pass)."""
+    target_update_interval: int = 100
+    """Learner steps between copies of the network into the target network."""
     train_ratio: float = 0.5
     """Learner samples per environment step (replay ratio); the loop keeps to it."""
     max_env_steps: int = 50_000
@@ -151,6 +156,7 @@ class TrainingConfig:
         _require(self.max_grad_norm > 0, "training.max_grad_norm", "must be > 0")
         _require(self.value_loss_weight > 0, "training.value_loss_weight", "must be > 0")
         _require(self.train_ratio > 0, "training.train_ratio", "must be > 0")
+        _require(self.target_update_interval >= 1, "training.target_update_interval", "must be >= 1")
         _require(self.max_env_steps >= 1, "training.max_env_steps", "must be >= 1")
         _require(self.max_wall_s >= 0, "training.max_wall_s", "must be >= 0")
         _require(self.checkpoint_interval >= 1, "training.checkpoint_interval", "must be >= 1")

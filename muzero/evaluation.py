@@ -20,7 +20,7 @@ from muzero.envs.vector import make_vector_env
 from muzero.nn.networks import MuZeroNetwork
 from muzero.search.mcts import make_search
 from muzero.search.step_fns import LearnedModel, NetworkEvaluator, SimulatorModel
-from muzero.selfplay import FrameStacker
+from muzero.learning.segment import FrameStacker
 
 
 @dataclass(frozen=True)
@@ -48,20 +48,18 @@ def evaluate_returns(config: ExperimentConfig, network: MuZeroNetwork, episodes:
     search = make_search(config.search, env.num_actions, episodes, config.training.discount)
     rng = np.random.default_rng(seed)
     observations = env.reset()
-    stacker = FrameStacker(episodes, config.env.frame_stack, env.observation_shape, env.observation_dtype)
-    stacker.reset(observations)
+    stacker = FrameStacker(episodes, env.observation_shape, config.env.frame_stack, env.observation_dtype)
+    stacked = stacker.push(observations, np.ones(episodes, dtype=bool))
     returns = np.zeros(episodes)
     running = np.ones(episodes, dtype=bool)
     while running.any():
-        root = model.initial(stacker.stacked(), env.legal_mask(), env.to_play())
+        root = model.initial(stacked, env.legal_mask(), env.to_play())
         result = search.run(root, model, rng, temperature=config.search.eval_temperature, add_noise=False)
         step = env.step(result.action)
         returns += np.where(running, step.reward, 0.0)
         ended = step.terminated | step.truncated
         running &= ~ended
-        stacker.push(step.next_obs)
-        if ended.any():
-            stacker.reset(step.next_obs, np.flatnonzero(ended))
+        stacked = stacker.push(step.next_obs, ended)
     return ReturnsReport(returns)
 
 

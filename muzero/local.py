@@ -25,11 +25,12 @@ from muzero.curves import CurvePoint, LearningCurve
 from muzero.envs.vector import make_vector_env
 from muzero.evaluation import evaluate_board, evaluate_returns
 from muzero.learning.batch import make_batch
-from muzero.learning.trainer import Trainer
+from muzero.learning.trainer import TargetNetwork, Trainer
 from muzero.nn.networks import build_network
 from muzero.progress import Progress
 from muzero.replay.memory import MemoryReplay
-from muzero.selfplay import SelfPlay, stacked_observation_shape
+from muzero.learning.segment import stacked_observation_shape
+from muzero.selfplay import SelfPlay
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,16 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
     device = training.device
 
     shape_env = make_vector_env(config.env.id, 1, training.seed, config.env.max_episode_steps)
-    obs_shape = stacked_observation_shape(config, shape_env.observation_shape)
+    obs_shape = stacked_observation_shape(shape_env.observation_shape, config.env.frame_stack)
     network = build_network(config.network, obs_shape, shape_env.num_actions).to(device)
     del shape_env
     acting_network = copy.deepcopy(network)
     selfplay = SelfPlay(config, acting_network, seed=training.seed, device=device)
-    replay = MemoryReplay(config.replay)
+    replay = MemoryReplay(config.replay, num_actions=selfplay.env.num_actions,
+                          observation_shape=selfplay.env.observation_shape, frame_stack=config.env.frame_stack)
     trainer = Trainer(network, training)
-    checkpoints = CheckpointManager(run_dir / "checkpoints", keep_last=3)
+    target = TargetNetwork(network, device) if training.bootstrap == "target_network" else None
+    checkpoints = CheckpointManager(run_dir, keep_last=3)
     curve = LearningCurve(run_dir / "curve.csv")
 
     progress = progress or Progress(config.name)
@@ -124,12 +127,17 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                     trained_before = trainer.step
                     while samples_trained < training.train_ratio * selfplay.env_steps:
                         sampled = replay.sample(training.batch_size, rng)
-                        batch = make_batch(sampled, training, config.env.frame_stack, rng)
+                        if target is not None and trainer.step % training.target_update_interval == 0:
+                            target.update(network)
+                        batch = make_batch(sampled.segments, sampled.positions, training.unroll_steps,
+                                           training.td_steps, training.discount, config.env.frame_stack, rng,
+                                           weights=sampled.weights,
+                                           bootstrap_value_fn=target.values if target is not None else None)
                         network.train()
                         out = trainer.train_step(batch.to_torch(device))
                         replay.update_priorities(sampled.keys, out["priorities"])
                         samples_trained += training.batch_size
-                        last_loss = out["loss"]
+                        last_loss = out["total"]
                         if trainer.step % training.checkpoint_interval == 0:
                             save()
                     if trainer.step != trained_before:

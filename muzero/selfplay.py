@@ -14,40 +14,10 @@ import torch
 
 from muzero.config import ExperimentConfig
 from muzero.envs.vector import VectorEnv, make_vector_env
-from muzero.learning.segment import Segment, SegmentBuilder
+from muzero.learning.segment import FrameStacker, Segment, SegmentBuilder, stack_frames
 from muzero.nn.networks import MuZeroNetwork
 from muzero.search.mcts import make_search
 from muzero.search.step_fns import LearnedModel, NetworkEvaluator, SimulatorModel
-
-
-class FrameStacker:
-    """The last ``frame_stack`` observations of each env, concatenated on the first axis."""
-
-    def __init__(self, num_envs: int, frame_stack: int, observation_shape: tuple[int, ...], dtype: np.dtype):
-        self.frame_stack = frame_stack
-        self.frames = np.zeros((num_envs, frame_stack, *observation_shape), dtype=dtype)
-
-    @property
-    def stacked_shape(self) -> tuple[int, ...]:
-        shape = self.frames.shape[2:]
-        return (self.frame_stack * shape[0], *shape[1:])
-
-    def reset(self, observations: np.ndarray, envs: np.ndarray | None = None) -> None:
-        """Fill the stack of ``envs`` (all by default) with copies of their first frame."""
-        index = slice(None) if envs is None else envs
-        self.frames[index] = observations[index, None]
-
-    def push(self, observations: np.ndarray) -> None:
-        self.frames[:, :-1] = self.frames[:, 1:]
-        self.frames[:, -1] = observations
-
-    def stacked(self, frames: np.ndarray | None = None) -> np.ndarray:
-        frames = self.frames if frames is None else frames
-        return frames.reshape(frames.shape[0], *self.stacked_shape)
-
-
-def stacked_observation_shape(config: ExperimentConfig, observation_shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (config.env.frame_stack * observation_shape[0], *observation_shape[1:])
 
 
 @dataclass
@@ -72,17 +42,11 @@ class SelfPlay:
             if self.env.game is None:
                 raise ValueError(f"search.model = 'simulator' needs a board game, but env.id {config.env.id!r} is not one")
             self.simulator = SimulatorModel(self.env.game, NetworkEvaluator(self.env.game, network, device))
-        training = config.training
-        self.builder = SegmentBuilder(
-            num_envs=self.env.num_envs,
-            segment_length=config.replay.segment_length,
-            context_steps=training.unroll_steps + training.td_steps,
-            frame_stack=config.env.frame_stack,
-            num_actions=self.env.num_actions,
-        )
+        self.builder = SegmentBuilder.from_config(config, self.env.num_envs, self.env.num_actions)
         self.observations = self.env.reset()
-        self.stacker = FrameStacker(self.env.num_envs, config.env.frame_stack, self.env.observation_shape, self.env.observation_dtype)
-        self.stacker.reset(self.observations)
+        self.stacker = FrameStacker(self.env.num_envs, self.env.observation_shape, config.env.frame_stack,
+                                    self.env.observation_dtype)
+        self.stacked = self.stacker.push(self.observations, np.ones(self.env.num_envs, dtype=bool))
         self.episode_return = np.zeros(self.env.num_envs)
         self.episode_length = np.zeros(self.env.num_envs, dtype=np.int64)
         self.env_steps = 0
@@ -101,7 +65,7 @@ class SelfPlay:
             root = self.simulator.initial(self.env.states)
             step_fn = self.simulator
         else:
-            root = self.learned.initial(self.stacker.stacked(), legal, to_play)
+            root = self.learned.initial(self.stacked, legal, to_play)
             step_fn = self.learned
         temperature = self.config.search.temperature_at(self.env_steps)
         result = self.search.run(root, step_fn, self.rng, temperature=temperature, add_noise=True)
@@ -123,9 +87,7 @@ class SelfPlay:
         )
         stats = self._track_episodes(step.reward, ended)
         self.observations = step.next_obs
-        self.stacker.push(step.next_obs)
-        if ended.any():
-            self.stacker.reset(step.next_obs, np.flatnonzero(ended))
+        self.stacked = self.stacker.push(step.next_obs, ended)
         self.env_steps += self.env.num_envs
         self.simulations += self.env.num_envs * result.num_simulations
         return segments, stats
@@ -137,7 +99,7 @@ class SelfPlay:
             return values
         index = np.flatnonzero(truncated)
         frames = np.concatenate([self.stacker.frames[index, 1:], final_obs[index, None]], axis=1)
-        root = self.learned.initial(self.stacker.stacked(frames))
+        root = self.learned.initial(stack_frames(frames))
         values[index] = root.value
         return values
 

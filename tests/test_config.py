@@ -77,7 +77,7 @@ def test_round_trip_through_dict():
 
 
 def test_temperature_schedule():
-    search = config.load("cartpole").search
+    search = config.load("cartpole", ["search.temperature=[[0, 1.0], [10000, 0.5], [20000, 0.25]]"]).search
     assert search.temperature_at(0) == 1.0
     assert search.temperature_at(10_000) == 0.5
     assert search.temperature_at(39_999) == 0.25

@@ -1,0 +1,116 @@
+"""Learning benchmark: does MuZero learn, and how fast, on this machine?
+
+    python benchmarks/learn.py cartpole [--seeds 3]
+        Trains each seed until the greedy evaluation (100 episodes) reaches a mean
+        return of 475, or 40,000 env steps, or 20 minutes. Reports per seed the env
+        steps and wall seconds at which 475 was first reached (null if never).
+    python benchmarks/learn.py tictactoe [--seeds 3]
+        Trains each seed for at most 20 minutes, then plays 200 games against the
+        perfect minimax player (random among its optimal moves; 100 as first player,
+        100 as second) and reports wins, draws and losses per seed.
+
+Progress goes to stderr; the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from muzero import config as config_module
+from muzero.checkpoint import load_checkpoint
+from muzero.evaluation import evaluate_board
+from muzero.local import train
+from muzero.nn.networks import build_network
+from muzero.progress import Progress
+
+
+def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
+    env_steps, wall, final = [], [], []
+    for seed in seeds:
+        config = config_module.load("cartpole", [
+            f"training.seed={seed}",
+            f"training.max_env_steps={args.max_env_steps}",
+            f"training.max_wall_s={args.max_wall_s}",
+            f"training.eval_episodes={args.eval_episodes}",
+            "training.target_return=475.0",
+            *args.set,
+        ])
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = train(config, Path(run_dir), Progress(f"cartpole seed {seed}", interval_s=30, live=False))
+        reached = result.reached_target_at
+        env_steps.append(reached.env_steps if reached else None)
+        wall.append(round(reached.wall_s, 1) if reached else None)
+        final.append(round(result.curve[-1].eval_mean_return, 1) if result.curve else None)
+        print(f"seed {seed}: reached 475 at {env_steps[-1]} env steps, {wall[-1]} s; final {final[-1]}",
+              file=sys.stderr, flush=True)
+    return {"preset": "cartpole", "seeds": seeds, "env_steps_to_475": env_steps, "wall_s_to_475": wall,
+            "final_mean_return": final}
+
+
+def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
+    train_wall, wins, draws, losses = [], [], [], []
+    for seed in seeds:
+        config = config_module.load("tictactoe", [
+            f"training.seed={seed}",
+            f"training.max_wall_s={args.max_wall_s}",
+            *args.set,
+        ])
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = train(config, Path(run_dir), Progress(f"tictactoe seed {seed}", interval_s=30, live=False))
+            checkpoint = load_checkpoint(sorted((Path(run_dir) / "checkpoints").glob("*.safetensors"))[-1])
+        from muzero.envs.tictactoe import TicTacToe
+
+        game = TicTacToe()
+        network = build_network(config.network, game.observation_shape, game.num_actions)
+        network.load_state_dict(checkpoint.state_dict)
+        report = evaluate_board(config, game, network, games=200, seed=seed + 777, opponents=("minimax",))["minimax"]
+        train_wall.append(round(result.wall_s, 1))
+        wins.append(report["wins"])
+        draws.append(report["draws"])
+        losses.append(report["losses"])
+        print(f"seed {seed}: {report} after {result.wall_s:.0f} s of training", file=sys.stderr, flush=True)
+    one = len(seeds) == 1
+    return {"preset": "tictactoe", "seeds": seeds,
+            "train_wall_s": train_wall[0] if one else train_wall,
+            "wins": wins[0] if one else wins, "draws": draws[0] if one else draws,
+            "losses": losses[0] if one else losses}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("preset", choices=["cartpole", "tictactoe"])
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (0, 1, ..., N-1)")
+    parser.add_argument("--max-wall-s", type=float, default=1200.0, help="training wall-time budget per seed")
+    parser.add_argument("--max-env-steps", type=int, default=40_000, help="cartpole: env-step budget per seed")
+    parser.add_argument("--eval-episodes", type=int, default=100, help="cartpole: evaluation episodes")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    torch.set_num_threads(2)
+    seeds = list(range(args.seeds))
+    started = time.time()
+    result = run_cartpole(seeds, args) if args.preset == "cartpole" else run_tictactoe(seeds, args)
+    result["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads, {platform.python_version()}"
+    result["date"] = time.strftime("%Y-%m-%d")
+    result["bench_wall_s"] = round(time.time() - started, 1)
+    if args.preset == "cartpole":
+        # Median with "never reached" counted as infinitely late.
+        for key in ("env_steps_to_475", "wall_s_to_475"):
+            ordered = sorted(result[key], key=lambda v: float("inf") if v is None else v)
+            result[f"median_{key}"] = ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else (
+                None if ordered[len(ordered) // 2] is None else statistics.median(ordered[len(ordered) // 2 - 1: len(ordered) // 2 + 1]))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""One vector-env interface for self-play over gymnasium envs and board games.
+
+Self-play steps N environments in lockstep and searches all N roots in one
+batch, so it needs every env to always have a live episode: both kinds reset a
+finished episode inside the same ``step`` call (``next_obs`` is the first
+observation of the new episode) and hand back the last observation of the old
+one in ``final_obs``, which value bootstrapping on truncation needs.
+
+- gymnasium ids (Discrete actions, Box observations): N copies stepped through
+  gymnasium's synchronous vector env in SAME_STEP autoreset mode; one player,
+  every action legal.
+- board games (``tictactoe`` or ``muzero/TicTacToe-v0``): the vectorised rules
+  applied to an (N, ...) array of states directly; two players alternating,
+  legal masks from the rules.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium
+import numpy as np
+
+from muzero.envs.base import BoardGame
+from muzero.envs.tictactoe import TicTacToe
+
+BOARD_GAMES: dict[str, Callable[[], BoardGame]] = {
+    "tictactoe": TicTacToe,
+    "muzero/TicTacToe-v0": TicTacToe,
+}
+"""Env ids served by a vectorised board game instead of N gymnasium envs."""
+
+
+@dataclass(frozen=True)
+class VectorStep:
+    """The result of stepping N environments once."""
+
+    next_obs: np.ndarray
+    """(N, *obs_shape) observation to act on next; a new episode's first one where an episode ended."""
+    reward: np.ndarray
+    """(N,) float32 reward received by the player who acted."""
+    terminated: np.ndarray
+    """(N,) bool: the episode reached a terminal state."""
+    truncated: np.ndarray
+    """(N,) bool: the episode was cut by a step limit (and did not terminate)."""
+    final_obs: np.ndarray
+    """(N, *obs_shape) last observation of the ended episode where one ended; ``next_obs`` elsewhere."""
+
+
+def make_board_game(env_id: str) -> BoardGame:
+    """The vectorised board game behind ``env_id``; ValueError if it is not one."""
+    if env_id not in BOARD_GAMES:
+        raise ValueError(f"{env_id!r} is not a board game (board games: {', '.join(sorted(BOARD_GAMES))})")
+    return BOARD_GAMES[env_id]()
+
+
+class VectorEnv(abc.ABC):
+    """N environments stepped in lockstep with same-step autoreset."""
+
+    env_id: str
+    num_envs: int
+    num_actions: int
+    observation_shape: tuple[int, ...]
+    observation_dtype: np.dtype
+    num_players: int
+    """1 for gymnasium envs, 2 for board games."""
+    game: BoardGame | None
+    """The board game's rules (for simulator search), or None for gymnasium envs."""
+
+    @property
+    def states(self) -> np.ndarray | None:
+        """(N, *state_shape) current board states, or None for gymnasium envs."""
+        return None
+
+    @abc.abstractmethod
+    def reset(self) -> np.ndarray:
+        """Start a new episode in every env; returns (N, *observation_shape) observations."""
+
+    @abc.abstractmethod
+    def step(self, actions: np.ndarray) -> VectorStep:
+        """Apply one action per env; finished episodes restart in the same call."""
+
+    @abc.abstractmethod
+    def legal_mask(self) -> np.ndarray:
+        """(N, num_actions) bool legal actions in the current states."""
+
+    @abc.abstractmethod
+    def to_play(self) -> np.ndarray:
+        """(N,) int8 player to move in each env."""
+
+    def close(self) -> None:
+        """Release the environments' resources."""
+
+    def _check_actions(self, actions: np.ndarray) -> np.ndarray:
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,):
+            raise ValueError(f"actions must have shape ({self.num_envs},), got {actions.shape}")
+        if not np.issubdtype(actions.dtype, np.integer):
+            raise TypeError(f"actions must have an integer dtype, got {actions.dtype}")
+        bad = (actions < 0) | (actions >= self.num_actions)
+        if bad.any():
+            envs = np.flatnonzero(bad)
+            raise ValueError(
+                f"actions must be in [0, {self.num_actions}); envs {envs.tolist()} got {actions[envs].tolist()}"
+            )
+        return actions
+
+
+class GymVectorEnv(VectorEnv):
+    """N copies of a gymnasium env through gymnasium's synchronous vector API.
+
+    The first ``reset()`` seeds env i with ``seed + i``; later resets continue
+    each env's random stream, so a run is reproducible from one seed.
+    """
+
+    num_players = 1
+    game = None
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0):
+        kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps > 0 else {}
+        envs = gymnasium.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+            **kwargs,
+        )
+        action_space, observation_space = envs.single_action_space, envs.single_observation_space
+        if not isinstance(action_space, gymnasium.spaces.Discrete):
+            envs.close()
+            raise ValueError(f"{env_id}: the action space must be Discrete, got {action_space}")
+        if not isinstance(observation_space, gymnasium.spaces.Box):
+            envs.close()
+            raise ValueError(f"{env_id}: the observation space must be Box, got {observation_space}")
+        if action_space.start != 0:
+            envs.close()
+            raise ValueError(f"{env_id}: Discrete actions must start at 0, got {action_space}")
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self.num_actions = int(action_space.n)
+        self.observation_shape = tuple(observation_space.shape)
+        self.observation_dtype = np.dtype(observation_space.dtype)
+        self._envs = envs
+        self._seed: int | None = seed
+        self._started = False
+
+    def reset(self) -> np.ndarray:
+        obs, _ = self._envs.reset(seed=self._seed)
+        self._seed = None  # later resets continue the seeded streams
+        self._started = True
+        return obs
+
+    def step(self, actions: np.ndarray) -> VectorStep:
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        actions = self._check_actions(actions)
+        next_obs, reward, terminated, truncated, info = self._envs.step(actions)
+        final_obs = next_obs.copy()
+        ended = np.flatnonzero(terminated | truncated)
+        for i in ended:  # gymnasium gives an object array holding the last obs of ended envs
+            final_obs[i] = info["final_obs"][i]
+        return VectorStep(
+            next_obs=next_obs,
+            reward=reward.astype(np.float32),
+            terminated=terminated.astype(bool),
+            truncated=truncated & ~terminated,  # gymnasium may set both; terminal wins
+            final_obs=final_obs,
+        )
+
+    def legal_mask(self) -> np.ndarray:
+        return np.ones((self.num_envs, self.num_actions), dtype=bool)
+
+    def to_play(self) -> np.ndarray:
+        return np.zeros(self.num_envs, dtype=np.int8)
+
+    def close(self) -> None:
+        self._envs.close()
+
+
+class BoardGameVectorEnv(VectorEnv):
+    """N games of a vectorised board game held as one (N, ...) state array.
+
+    The rules are deterministic and every game starts from the same position,
+    so ``seed`` has nothing to seed; it is kept for a uniform interface.
+    ``max_episode_steps`` > 0 truncates a game after that many moves.
+    """
+
+    num_players = 2
+
+    def __init__(self, env_id: str, game: BoardGame, num_envs: int, seed: int, max_episode_steps: int = 0):
+        self.env_id = env_id
+        self.game = game
+        self.num_envs = num_envs
+        self.num_actions = game.num_actions
+        self.observation_shape = tuple(game.observation_shape)
+        self.observation_dtype = np.dtype(np.float32)
+        self.seed = seed
+        self.max_episode_steps = max_episode_steps
+        self._states = game.initial_states(num_envs)
+        self._episode_steps = np.zeros(num_envs, dtype=np.int64)
+
+    @property
+    def states(self) -> np.ndarray:
+        return self._states
+
+    def reset(self) -> np.ndarray:
+        self._states = self.game.initial_states(self.num_envs)
+        self._episode_steps[:] = 0
+        return self.game.observe(self._states)
+
+    def step(self, actions: np.ndarray) -> VectorStep:
+        actions = self._check_actions(actions)
+        next_states, reward, terminated = self.game.step(self._states, actions)
+        self._episode_steps += 1
+        truncated = ~terminated & (self.max_episode_steps > 0) & (self._episode_steps >= self.max_episode_steps)
+        final_obs = self.game.observe(next_states)
+        ended = terminated | truncated
+        if ended.any():
+            next_states[ended] = self.game.initial_states(int(ended.sum()))
+            self._episode_steps[ended] = 0
+            next_obs = self.game.observe(next_states)
+        else:
+            next_obs = final_obs.copy()
+        self._states = next_states
+        return VectorStep(
+            next_obs=next_obs,
+            reward=reward.astype(np.float32, copy=False),
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+        )
+
+    def legal_mask(self) -> np.ndarray:
+        return self.game.legal_mask(self._states)
+
+    def to_play(self) -> np.ndarray:
+        return self.game.to_play(self._states)
+
+
+def make_vector_env(env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0) -> VectorEnv:
+    """N environments for self-play: a vectorised board game or N gymnasium envs.
+
+    ``max_episode_steps`` = 0 keeps the env's own limit. Raises ValueError for an
+    id that is neither a board game nor a registered gymnasium env, and for a
+    gymnasium env whose spaces are not Discrete actions and Box observations.
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
+    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 0:
+        raise ValueError(f"max_episode_steps must be an integer >= 0, got {max_episode_steps!r}")
+    if env_id in BOARD_GAMES:
+        return BoardGameVectorEnv(env_id, make_board_game(env_id), int(num_envs), seed, int(max_episode_steps))
+    try:
+        gymnasium.spec(env_id)
+    except gymnasium.error.Error as error:
+        raise ValueError(
+            f"unknown env id {env_id!r}: not a board game ({', '.join(sorted(BOARD_GAMES))}) "
+            f"and not a registered gymnasium env ({error})"
+        ) from None
+    return GymVectorEnv(env_id, int(num_envs), seed, int(max_episode_steps))

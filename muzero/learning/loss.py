@@ -1,0 +1,87 @@
+"""The K-step unrolled MuZero loss (Schrittwieser et al. 2020, Appendix G and pseudocode).
+
+    l = sum_k c_k * [ w_v * CE(value_k, twohot(z_k)) + CE(reward_k, twohot(u_k)) + CE(policy_k, pi_k) ]
+
+with c_0 = 1 and c_k = 1/K for the unrolled steps, so the total gradient of the
+dynamics stays the same whatever K is. The hidden state entering the dynamics
+function is gradient-scaled by 1/2 ("we also scale the gradient at the start of
+the dynamics function by 1/2", Appendix G). Each example is weighted by its
+importance weight; masks drop targets that do not exist (see targets.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+from torch.nn import functional as F
+
+from muzero.learning.batch import TorchBatch
+
+HIDDEN_GRADIENT_SCALE = 0.5
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """Identity in the forward pass; multiplies the gradient by ``scale`` in the backward pass."""
+    return x * scale + x.detach() * (1.0 - scale)
+
+
+def cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
+    """(..., C) logits and target distributions -> (...,) cross-entropy."""
+    return -(target_probs * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    total: Tensor  # scalar, differentiable
+    parts: dict[str, float]  # value (unweighted by value_loss_weight), reward, policy, total
+    priorities: np.ndarray  # (B,) |predicted root value - value target|
+
+
+def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOutput:
+    """Unroll ``network`` K steps along ``batch.actions`` and score it against the targets.
+
+    Each part is the importance-weighted batch mean of its per-example sum over
+    the K + 1 positions (scaled by c_k); total = value_loss_weight * value +
+    reward + policy.
+    """
+    batch_size, unroll_steps = batch.actions.shape
+    if batch.target_values.shape != (batch_size, unroll_steps + 1):
+        raise ValueError(f"target_values: expected shape {(batch_size, unroll_steps + 1)}, "
+                         f"got {tuple(batch.target_values.shape)}")
+    value_support, reward_support = network.value_support, network.reward_support
+    value_probs = value_support.scalar_to_probs(batch.target_values)  # (B, K+1, bins)
+    reward_probs = reward_support.scalar_to_probs(batch.target_rewards)
+    value_mask = batch.value_mask.float()
+    reward_mask = batch.reward_mask.float()
+    policy_mask = batch.policy_mask.float()
+
+    output = network.initial_inference(batch.observations)
+    root_value = value_support.logits_to_scalar(output.value_logits.detach())
+    value_loss = cross_entropy(output.value_logits, value_probs[:, 0]) * value_mask[:, 0]
+    # Initial inference predicts no reward (its logits are fixed): reward_mask[:, 0] is False.
+    reward_loss = cross_entropy(output.reward_logits, reward_probs[:, 0]) * reward_mask[:, 0]
+    policy_loss = cross_entropy(output.policy_logits, batch.target_policies[:, 0]) * policy_mask[:, 0]
+
+    hidden = output.hidden
+    step_scale = 1.0 / unroll_steps
+    for k in range(1, unroll_steps + 1):
+        hidden = scale_gradient(hidden, HIDDEN_GRADIENT_SCALE)
+        output = network.recurrent_inference(hidden, batch.actions[:, k - 1])
+        hidden = output.hidden
+        value_loss = value_loss + step_scale * cross_entropy(output.value_logits, value_probs[:, k]) * value_mask[:, k]
+        reward_loss = reward_loss + step_scale * cross_entropy(output.reward_logits, reward_probs[:, k]) \
+            * reward_mask[:, k]
+        policy_loss = policy_loss + step_scale * cross_entropy(output.policy_logits, batch.target_policies[:, k]) \
+            * policy_mask[:, k]
+
+    weights = batch.weights.float()
+    value_mean = (weights * value_loss).mean()
+    reward_mean = (weights * reward_loss).mean()
+    policy_mean = (weights * policy_loss).mean()
+    total = value_loss_weight * value_mean + reward_mean + policy_mean
+    priorities = (root_value - batch.target_values[:, 0].float()).abs().cpu().numpy()
+    parts = {"value": float(value_mean.detach()), "reward": float(reward_mean.detach()),
+             "policy": float(policy_mean.detach()), "total": float(total.detach())}
+    return LossOutput(total=total, parts=parts, priorities=priorities)

@@ -1,0 +1,131 @@
+"""The learner's update: optimizer, learning-rate warm-up, gradient clipping.
+
+Optimizer: AdamW (Loshchilov & Hutter 2019), weight decay decoupled from the
+adaptive step and applied only to weight matrices and kernels (tensors with 2+
+axes), not to biases or normalisation parameters. The MuZero paper used SGD with
+momentum and L2 1e-4 on large batches; Adam converges much faster on the small
+batches and networks local mode runs, and decoupled decay keeps
+``training.weight_decay`` meaning the same at any learning rate.
+
+Learning rate: linear warm-up from lr / warmup to lr over ``lr_warmup_steps``,
+then constant. It is a pure function of the step counter, so the only state to
+checkpoint is the optimizer's moments and the counter.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from muzero.config import TrainingConfig
+from muzero.learning.batch import Batch, TorchBatch
+from muzero.learning.loss import muzero_loss
+from muzero.nn.networks import MuZeroNetwork
+
+
+def learning_rate_at(step: int, config: TrainingConfig) -> float:
+    """The learning rate of update number ``step`` (0-based)."""
+    if config.lr_warmup_steps <= 0:
+        return config.learning_rate
+    return config.learning_rate * min(1.0, (step + 1) / config.lr_warmup_steps)
+
+
+class Trainer:
+    """Owns the optimizer of ``network`` and applies one update per :meth:`train_step`."""
+
+    def __init__(self, network: nn.Module, config: TrainingConfig):
+        config.validate()
+        self.network = network
+        self.config = config
+        self.device = torch.device(config.device)
+        self.network.to(self.device)
+        decayed = [p for p in network.parameters() if p.ndim >= 2]
+        not_decayed = [p for p in network.parameters() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decayed, "weight_decay": config.weight_decay},
+             {"params": not_decayed, "weight_decay": 0.0}],
+            lr=learning_rate_at(0, config),
+        )
+        self.step = 0
+
+    def train_step(self, batch: Batch | TorchBatch) -> dict[str, Any]:
+        """One update. Returns floats value, reward, policy, total, grad_norm, learning_rate,
+        and priorities (B,) numpy for the replay store."""
+        if isinstance(batch, Batch):
+            batch = batch.to_torch(self.device)
+        learning_rate = learning_rate_at(self.step, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        self.network.train()
+        loss = muzero_loss(self.network, batch, self.config.value_loss_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.step += 1
+        return {**loss.parts, "grad_norm": float(grad_norm), "learning_rate": learning_rate,
+                "priorities": loss.priorities}
+
+    # --- checkpointable state: tensors plus JSON-able values, never pickled ---------
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"tensors": {name: Tensor}, "meta": JSON-able dict} of the optimizer and step."""
+        optimizer_state = self.optimizer.state_dict()
+        tensors: dict[str, torch.Tensor] = {}
+        scalars: dict[str, dict[str, Any]] = {}
+        for param_index, state in optimizer_state["state"].items():
+            for name, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    # A copy: the optimizer updates its moments in place.
+                    tensors[f"optimizer.{param_index}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
+                else:
+                    scalars.setdefault(str(param_index), {})[name] = value
+        groups = [{key: (list(value) if isinstance(value, tuple) else value) for key, value in group.items()}
+                  for group in optimizer_state["param_groups"]]
+        return {"tensors": tensors, "meta": {"step": self.step, "param_groups": groups, "scalars": scalars}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (e.g. from a checkpoint)."""
+        try:
+            meta, tensors = state["meta"], state["tensors"]
+            step = meta["step"]
+            groups = meta["param_groups"]
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"trainer state: missing {error}") from None
+        if len(groups) != len(self.optimizer.param_groups):
+            raise ValueError(f"trainer state: {len(groups)} parameter groups, optimizer has "
+                             f"{len(self.optimizer.param_groups)}")
+        per_param: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            prefix, index, name = key.split(".", 2)
+            if prefix != "optimizer":
+                raise ValueError(f"trainer state: unexpected tensor {key!r}")
+            per_param.setdefault(int(index), {})[name] = value.clone()  # never share the caller's tensors
+        for index, values in meta.get("scalars", {}).items():
+            per_param.setdefault(int(index), {}).update(values)
+        restored_groups = [{key: (tuple(value) if key == "betas" else value) for key, value in group.items()}
+                           for group in groups]
+        self.optimizer.load_state_dict({"state": per_param, "param_groups": restored_groups})
+        self.step = int(step)
+
+
+
+class TargetNetwork:
+    """A periodically refreshed copy of the network that values stored observations
+    for n-step bootstrap targets (see ``training.bootstrap``)."""
+
+    def __init__(self, network: MuZeroNetwork, device: str | torch.device = "cpu"):
+        self.network = copy.deepcopy(network).eval()
+        self.device = torch.device(device)
+
+    def update(self, network: MuZeroNetwork) -> None:
+        self.network.load_state_dict(network.state_dict())
+
+    @torch.inference_mode()
+    def values(self, observations: np.ndarray) -> np.ndarray:
+        output = self.network.initial_inference(torch.as_tensor(observations, device=self.device))
+        return self.network.value_support.logits_to_scalar(output.value_logits).float().cpu().numpy()

@@ -1,0 +1,126 @@
+"""The `muzero` command end to end, as a user runs it (real subprocesses)."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from muzero.checkpoint import CheckpointManager, load_checkpoint
+
+TINY_CARTPOLE = [
+    "--set", "training.max_env_steps=640",
+    "--set", "replay.min_size=200",
+    "--set", "training.eval_interval=320",
+    "--set", "training.eval_episodes=3",
+    "--set", "training.checkpoint_interval=10",
+    "--set", "training.train_ratio=2.0",
+    "--set", "search.num_simulations=4",
+    "--set", "env.num_envs=4",
+]
+
+
+def muzero(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "muzero.cli", *args], capture_output=True, text=True, timeout=300,
+                          **kwargs)
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "cartpole"
+    result = muzero("train", "cartpole", "--run-dir", str(run_dir), *TINY_CARTPOLE)
+    assert result.returncode == 0, result.stderr
+    return run_dir, result
+
+
+def test_train_writes_checkpoint_curve_and_plot(cartpole_run):
+    run_dir, result = cartpole_run
+    latest = CheckpointManager(run_dir).latest()
+    assert latest is not None
+    checkpoint = load_checkpoint(latest)
+    assert checkpoint.step > 0 and checkpoint.config.name == "cartpole"
+    rows = list(csv.DictReader((run_dir / "curve.csv").open()))
+    assert [int(row["env_steps"]) for row in rows] == [320, 640]
+    assert all(float(row["eval_mean_return"]) > 0 for row in rows)
+    assert (run_dir / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "env steps=" in result.stderr  # the progress display
+
+
+def test_eval_reads_the_latest_checkpoint(cartpole_run):
+    run_dir, _ = cartpole_run
+    result = muzero("eval", str(run_dir / "checkpoints" / "latest"), "--episodes", "2")
+    assert result.returncode == 0, result.stderr
+    assert "mean return" in result.stdout and "over 2 episodes" in result.stdout
+
+
+def test_eval_rejects_a_corrupted_checkpoint(cartpole_run, tmp_path):
+    run_dir, _ = cartpole_run
+    latest = CheckpointManager(run_dir).latest()
+    copy = tmp_path / latest.name
+    data = bytearray(latest.read_bytes())
+    data[-5] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    (tmp_path / latest.with_suffix(".json").name).write_bytes(latest.with_suffix(".json").read_bytes())
+    result = muzero("eval", str(copy), "--episodes", "1")
+    assert result.returncode != 0
+    assert "sha256" in result.stderr
+
+
+def test_bad_config_fails_at_start_with_the_key():
+    result = muzero("train", "cartpole", "--set", "search.num_simulations=-5")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "muzero: config error: search.num_simulations: must be >= 1"
+
+
+def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
+    run_dir = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "muzero.cli", "train", "cartpole", "--run-dir", str(run_dir),
+         "--set", "replay.min_size=100", "--set", "training.train_ratio=2.0", "--set", "env.num_envs=4",
+         "--set", "search.num_simulations=4", "--set", "training.eval_interval=0"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        # Wait (by condition, not by time) until the learner has trained: progress reports it.
+        for line in process.stderr:
+            if "learner steps=" in line and "learner steps=0 " not in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        assert process.wait(timeout=120) == 130, rest
+    finally:
+        process.kill()
+    checkpoint = load_checkpoint(CheckpointManager(run_dir).latest())
+    assert checkpoint.step > 0
+    assert (run_dir / "curve.png").exists()
+
+
+@pytest.fixture(scope="module")
+def tictactoe_checkpoint(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "tictactoe"
+    result = muzero("train", "tictactoe", "--run-dir", str(run_dir), "--set", "training.max_env_steps=256",
+                    "--set", "replay.min_size=100", "--set", "training.eval_interval=0",
+                    "--set", "training.checkpoint_interval=5", "--set", "training.train_ratio=1.0",
+                    "--set", "search.num_simulations=4", "--set", "env.num_envs=8")
+    assert result.returncode == 0, result.stderr
+    return CheckpointManager(run_dir).latest()
+
+
+def test_eval_board_game_reports_win_draw_loss(tictactoe_checkpoint):
+    result = muzero("eval", str(tictactoe_checkpoint), "--episodes", "4", "--opponents", "minimax,random")
+    assert result.returncode == 0, result.stderr
+    assert "vs minimax:" in result.stdout and "vs random:" in result.stdout
+
+
+def test_play_in_the_terminal(tictactoe_checkpoint):
+    # The human plays first and tries cells in order; bad input is refused, not fatal.
+    moves = "\n".join(["x", "10"] + [str(cell) for cell in range(1, 10)] * 3) + "\n"
+    result = muzero("play", str(tictactoe_checkpoint), input=moves)
+    assert result.returncode == 0, result.stderr
+    assert "not a legal move: 'x'" in result.stdout
+    assert "muzero plays" in result.stdout
+    assert any(end in result.stdout for end in ("You win!", "muzero wins.", "Draw."))

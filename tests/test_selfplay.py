@@ -1,0 +1,88 @@
+import numpy as np
+import torch
+
+from muzero import config as config_module
+from muzero.envs.players import RandomPlayer, play_match
+from muzero.envs.tictactoe import TicTacToe
+from muzero.learning.segment import stacked_observation_shape
+from muzero.nn.networks import build_network
+from muzero.search.mcts import make_search
+from muzero.search.step_fns import RolloutEvaluator, SimulatorModel
+from muzero.selfplay import SelfPlay
+
+
+def make_selfplay(preset, *overrides):
+    config = config_module.load(preset, list(overrides))
+    torch.manual_seed(0)
+    from muzero.envs.vector import make_vector_env
+
+    env = make_vector_env(config.env.id, 1, 0)
+    network = build_network(config.network, stacked_observation_shape(env.observation_shape, config.env.frame_stack),
+                            env.num_actions)
+    return SelfPlay(config, network, seed=0)
+
+
+def test_selfplay_segments_cover_every_step_once():
+    selfplay = make_selfplay("cartpole", "env.num_envs=4", "search.num_simulations=4", "replay.segment_length=5",
+                             "training.td_steps=2", "training.unroll_steps=1")
+    selfplay.model_version = 7
+    segments, returns = [], []
+    for _ in range(150):
+        new, stats = selfplay.step()
+        segments += new
+        returns += stats.returns
+    # a segment owns up to segment_length steps, or up to segment_length + K + n + 1 at an episode end
+    context = selfplay.config.training.unroll_steps + selfplay.config.training.td_steps
+    assert all(s.length <= 5 or (s.terminated and s.length <= 5 + context + 1) for s in segments)
+    assert any(s.length == 5 and not s.terminated for s in segments)
+    segments += selfplay.flush()
+    owned = sum(s.length for s in segments)
+    # flush keeps each env's last step pending, so play can go on.
+    assert owned == selfplay.env_steps - selfplay.env.num_envs
+    assert all(s.model_version == 7 for s in segments)
+    assert returns and all(r >= 1 for r in returns)
+    # the search policy is a distribution over the 2 actions
+    for s in segments:
+        assert np.allclose(s.policies.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_selfplay_with_frame_stack_feeds_stacked_observations():
+    selfplay = make_selfplay("cartpole", "env.num_envs=2", "search.num_simulations=2", "env.frame_stack=3")
+    assert selfplay.stacked.shape == (2, 12)
+    first = selfplay.observations.copy()
+    selfplay.step()
+    # oldest frames repeat the episode's first frame; the newest is the current observation
+    assert np.array_equal(selfplay.stacked[:, :4], first)
+    assert np.array_equal(selfplay.stacked[:, 8:], selfplay.observations)
+
+
+def test_selfplay_two_player_segments_alternate_to_play():
+    selfplay = make_selfplay("tictactoe", "env.num_envs=4", "search.num_simulations=4")
+    segments = []
+    while not segments:
+        segments, _ = selfplay.step()
+    for segment in segments:
+        assert np.array_equal(segment.to_play, np.arange(len(segment.to_play)) % 2)
+
+
+class AlphaZeroPlayer:
+    """Search with tic-tac-toe's true rules and random-rollout values: no network."""
+
+    def __init__(self, game, num_simulations, rng):
+        search_config = config_module.load("tictactoe", [f"search.num_simulations={num_simulations}",
+                                                        "search.model='simulator'"]).search
+        self.model = SimulatorModel(game, RolloutEvaluator(game, rng, num_rollouts=2))
+        self.search = make_search(search_config, game.num_actions, batch_size=100, discount=1.0)
+
+    def act(self, states, rng):
+        result = self.search.run(self.model.initial(states), self.model, rng, temperature=0.0, add_noise=False)
+        return result.action
+
+
+def test_alphazero_style_search_never_loses_to_random():
+    game, rng = TicTacToe(), np.random.default_rng(0)
+    player = AlphaZeroPlayer(game, num_simulations=100, rng=rng)
+    first = play_match(game, player, RandomPlayer(game), 50, rng, a_first=True)
+    second = play_match(game, player, RandomPlayer(game), 50, rng, a_first=False)
+    assert first["losses"] + second["losses"] == 0, (first, second)
+    assert first["wins"] + second["wins"] >= 80
