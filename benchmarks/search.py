@@ -17,6 +17,8 @@ The last line of output is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import itertools
 import json
 import statistics
@@ -41,7 +43,8 @@ DISCOUNT = 0.997
 
 
 def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: numba cache load, torch allocator
+    fn()  # warm-up: numba cache load, torch allocator, torch.compile
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -50,10 +53,11 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def learned_model_sims_per_s(device: str, batch_sizes: list[int], simulations: int, repeats: int) -> dict[str, float]:
+def learned_model_sims_per_s(device: str, batch_sizes: list[int], simulations: int, repeats: int,
+                             compile: bool = False) -> dict[str, float]:
     torch.manual_seed(0)
     network = build_network(NETWORK, (OBSERVATION_SIZE,), NUM_ACTIONS).to(device).eval()
-    model = LearnedModel(network, device)
+    model = LearnedModel(network, device, compile=compile)
     rng = np.random.default_rng(0)
     results = {}
     for batch in batch_sizes:
@@ -169,18 +173,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed searches per setting; the median is reported")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--lightzero-python", default=None, help="interpreter with LightZero installed (optional)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="skip the torch.compile'd network (reported as sims_per_s; eager is reported too)")
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     torch.set_num_threads(args.threads)
 
-    cpu = learned_model_sims_per_s("cpu", batch_sizes, args.simulations, args.repeats)
-    for batch, rate in cpu.items():
-        print(f"cpu   B={batch:>4}: {rate:12,.0f} sims/s")
-    cuda = None
+    eager = {"cpu": learned_model_sims_per_s("cpu", batch_sizes, args.simulations, args.repeats), "cuda": None}
     if torch.cuda.is_available():
-        cuda = learned_model_sims_per_s("cuda", batch_sizes, args.simulations, args.repeats)
-        for batch, rate in cuda.items():
-            print(f"cuda  B={batch:>4}: {rate:12,.0f} sims/s")
+        eager["cuda"] = learned_model_sims_per_s("cuda", batch_sizes, args.simulations, args.repeats)
+    compiled = {"cpu": None, "cuda": None}
+    if args.compile:
+        compiled["cpu"] = learned_model_sims_per_s("cpu", batch_sizes, args.simulations, args.repeats, compile=True)
+        if torch.cuda.is_available():
+            compiled["cuda"] = learned_model_sims_per_s("cuda", batch_sizes, args.simulations, args.repeats,
+                                                        compile=True)
+    for mode, rates in (("eager", eager), ("compiled", compiled)):
+        for device, by_batch in rates.items():
+            for batch, rate in (by_batch or {}).items():
+                print(f"{device:4s} {mode:8s} B={batch:>4}: {rate:12,.0f} sims/s")
+    best = compiled if args.compile else eager
+    cpu, cuda = best["cpu"], best["cuda"]
     tree = tree_only_us_per_simulation(batch_sizes, args.simulations, args.repeats)
     for batch, micros in tree.items():
         print(f"tree only B={batch:>4}: {micros:8.1f} us per simulation (all roots)")
@@ -192,7 +205,9 @@ def main(argv: list[str] | None = None) -> None:
             for batch, rate in lightzero.items():
                 print(f"lightzero ctree B={batch:>4}: {rate:12,.0f} sims/s")
     print(json.dumps({"sims_per_s": {"cpu": cpu, "cuda": cuda}, "lightzero_ctree_sims_per_s": lightzero,
-                      "tree_only_us_per_simulation": tree}))  # fmt: skip
+                      "network": "compiled" if args.compile else "eager", "eager_sims_per_s": eager,
+                      "tree_only_us_per_simulation": tree, "threads": args.threads,
+                      "machine": f"{platform.machine()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}))
     sys.stdout.flush()
 
 
