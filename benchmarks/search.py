@@ -1,8 +1,11 @@
 """Search speed: simulations per second of the batched pUCT search with a learned model.
 
-The network matches LightZero's CartPole MuZero MLP in size: observation 4,
-2 actions, latent 128, representation and dynamics MLPs of width 128, heads with
-a hidden layer of 32, 601-bin value and reward supports (support_scale 300).
+The network is sized like LightZero 0.2.0's CartPole MuZero MLP (137,044
+parameters; ours 136,596): observation 4, 2 actions, latent 128, representation
+and dynamics MLPs with two hidden layers of width 128, heads with a hidden layer
+of 32, 601-bin value and reward supports (support_scale 300).
+`--lightzero-python` runs LightZero's own ctree search with its own MLP in that
+interpreter (set one up with benchmarks/setup_lightzero.sh).
 A "simulation" counts one root's descent-expand-backup, so a search of B roots
 x S simulations is B * S simulations.
 
@@ -37,7 +40,7 @@ from muzero.search.step_fns import LearnedModel
 
 OBSERVATION_SIZE = 4
 NUM_ACTIONS = 2
-NETWORK = NetworkConfig(kind="mlp", hidden_size=128, num_layers=1, head_hidden_size=32,
+NETWORK = NetworkConfig(kind="mlp", hidden_size=128, num_layers=2, head_hidden_size=32,
                         value_support=300, reward_support=300)  # fmt: skip
 DISCOUNT = 0.997
 
@@ -105,6 +108,8 @@ def tree_only_us_per_simulation(batch_sizes: list[int], simulations: int, repeat
 
 LIGHTZERO_SCRIPT = textwrap.dedent(
     """
+    # LightZero 0.2's MuZero collect-mode search (lzero/policy/muzero.py, _forward_collect): initial inference,
+    # ctree roots with Dirichlet noise, then MuZeroMCTSCtree.search, which runs recurrent_inference every simulation.
     import json, statistics, sys, time
     try:
         import numpy as np, torch
@@ -117,24 +122,28 @@ LIGHTZERO_SCRIPT = textwrap.dedent(
     batch_sizes, simulations, repeats, threads = json.loads(sys.argv[1])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    np.random.seed(0)
+    # As zoo/classic_control/cartpole/config/cartpole_muzero_config.py (601-bin supports are the model's default).
     model = MuZeroModelMLP(observation_shape=4, action_space_size=2, latent_state_dim=128,
-                           reward_support_size=601, value_support_size=601).eval()
-    cfg = EasyDict(dict(num_simulations=simulations, discount_factor=0.997, pb_c_base=19652, pb_c_init=1.25,
-                        value_delta_max=0.01, root_dirichlet_alpha=0.25, root_noise_weight=0.25, device="cpu",
-                        env_type="not_board_games", model=EasyDict(support_scale=300, categorical_distribution=True)))
-    mcts = MuZeroMCTSCtree(cfg)
+                           reward_support_size=601, value_support_size=601, norm_type="BN").eval()
+    mcts = MuZeroMCTSCtree(EasyDict(
+        num_simulations=simulations, discount_factor=0.997, root_dirichlet_alpha=0.3, root_noise_weight=0.25,
+        pb_c_base=19652, pb_c_init=1.25, value_delta_max=0.01, env_type="not_board_games", device="cpu",
+        model=EasyDict(support_scale=300, categorical_distribution=True)))
     out = {}
     for batch in batch_sizes:
         obs = torch.randn(batch, 4)
+        to_play = [-1] * batch
         def one_search():
             with torch.no_grad():
-                o = model.initial_inference(obs)
-            latent = o.latent_state.detach().cpu().numpy()
-            logits = o.policy_logits.detach().cpu().numpy().tolist()
-            roots = MuZeroMCTSCtree.roots(batch, [[0, 1] for _ in range(batch)])
-            noises = [np.random.dirichlet([0.25] * 2).astype(np.float32).tolist() for _ in range(batch)]
-            roots.prepare(0.25, noises, [0.0] * batch, logits, [-1] * batch)
-            mcts.search(roots, model, latent, [-1] * batch)
+                root = model.initial_inference(obs)
+            latent = root.latent_state.numpy()
+            logits = root.policy_logits.numpy().tolist()
+            roots = MuZeroMCTSCtree.roots(batch, [[0, 1]] * batch)
+            noises = [np.random.dirichlet([0.3] * 2).astype(np.float32).tolist() for _ in range(batch)]
+            roots.prepare(0.25, noises, root.reward, logits, to_play)
+            mcts.search(roots, model, latent, to_play)
+        one_search()  # warm-up, as for ours
         one_search()
         times = []
         for _ in range(repeats):

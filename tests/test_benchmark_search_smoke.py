@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +27,15 @@ def test_search_benchmark_prints_its_figures_as_json():
     if importlib.util.find_spec("lzero") is None:  # no LightZero: the comparison says so and reports null
         assert figures["lightzero_ctree_sims_per_s"] is None
         assert any("LightZero comparison skipped" in line for line in lines)
+
+
+LIGHTZERO_PYTHON = os.environ.get("LIGHTZERO_PYTHON", "/opt/lzvenv/bin/python")
+
+
+@pytest.mark.skipif(not Path(LIGHTZERO_PYTHON).exists(), reason="no LightZero venv (see benchmarks/search.py)")
+def test_lightzero_comparison_runs_in_the_lightzero_venv():
+    spec = importlib.util.spec_from_file_location("search_benchmark", ROOT / "benchmarks" / "search.py")
+    search_benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(search_benchmark)
+    rates = search_benchmark.lightzero_sims_per_s(LIGHTZERO_PYTHON, [1, 3], simulations=4, repeats=1, threads=1)
+    assert rates is not None and set(rates) == {"1", "3"} and all(rate > 0 for rate in rates.values())
