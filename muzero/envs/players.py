@@ -221,8 +221,9 @@ class UCTPlayer:
         return_player0 = np.zeros(n, dtype=np.float64)
         live = games[~tree.terminal[games, node]]
         if live.size:
-            return_player0[live] = _random_playout_return(
-                self.game, tree.states[live, node[live]], rng, self.max_rollout_moves)
+            return_player0[live] = random_playout_return(
+                self.game, tree.states[live, node[live]], rng, self.max_rollout_moves,
+                perspective=np.zeros(live.size, dtype=np.int8))
         for step_nodes in path:  # rewards paid on the way down count too
             moved = np.flatnonzero(step_nodes >= 0)
             entered = step_nodes[moved]
@@ -239,8 +240,11 @@ class UCTPlayer:
             tree.value_sum[moved, entered] += sign * return_player0[moved]
 
 
-def _random_playout_return(game: BoardGame, states: np.ndarray, rng: np.random.Generator, max_moves: int) -> np.ndarray:
-    """(n,) float64 sum of rewards of a uniformly random playout, from player 0's point of view."""
+def random_playout_return(game: BoardGame, states: np.ndarray, rng: np.random.Generator, max_moves: int,
+                          perspective: np.ndarray) -> np.ndarray:
+    """(n,) float64 sum of rewards of one uniformly random playout from each state,
+    from the point of view of player ``perspective[i]`` (n,)."""
+    perspective = np.asarray(perspective)
     total = np.zeros(states.shape[0], dtype=np.float64)
     current = states.copy()
     for _ in range(max_moves):
@@ -251,7 +255,7 @@ def _random_playout_return(game: BoardGame, states: np.ndarray, rng: np.random.G
         mover = game.to_play(current[live])
         next_states, reward, _ = game.step(current[live], sample_from_mask(legal[live], rng))
         current[live] = next_states
-        total[live] += np.where(mover == 0, 1.0, -1.0) * reward
+        total[live] += np.where(mover == perspective[live], 1.0, -1.0) * reward
     return total
 
 

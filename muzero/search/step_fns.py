@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from muzero.envs.base import BoardGame
+from muzero.envs.players import random_playout_return
 from muzero.nn.networks import InferenceOutput, MuZeroNetwork
 from muzero.search.types import RootInput, StepOutput
 
@@ -127,31 +128,9 @@ class RolloutEvaluator:
         logits = np.zeros((batch, self.game.num_actions), dtype=np.float32)
         total = np.zeros(batch, dtype=np.float64)
         for _ in range(self.num_rollouts):
-            total += random_playout_value(self.game, states, self.rng, self.max_moves)
+            total += random_playout_return(self.game, states, self.rng, self.max_moves,
+                                           perspective=self.game.to_play(states))
         return logits, (total / self.num_rollouts).astype(np.float32)
-
-
-def random_playout_value(game: BoardGame, states: np.ndarray, rng: np.random.Generator, max_moves: int) -> np.ndarray:
-    """Outcome of one random playout from each state, for the player to move there."""
-    root_player = game.to_play(states)
-    value = np.zeros(states.shape[0], dtype=np.float64)
-    current = states.copy()
-    active = game.legal_mask(current).any(axis=1)
-    for _ in range(max_moves):
-        if not active.any():
-            break
-        legal = game.legal_mask(current[active])
-        # Uniform among legal moves: argmax of random keys restricted to the legal set.
-        keys = np.where(legal, rng.random(legal.shape), -1.0)
-        actions = keys.argmax(axis=1)
-        mover = game.to_play(current[active])
-        next_states, reward, terminal = game.step(current[active], actions)
-        sign = np.where(mover == root_player[active], 1.0, -1.0)
-        index = np.flatnonzero(active)
-        value[index] += sign * reward
-        current[index] = next_states
-        active[index[terminal]] = False
-    return value
 
 
 class SimulatorModel:
