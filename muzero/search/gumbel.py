@@ -25,12 +25,11 @@ import math
 import numpy as np
 from numba import njit
 
-from muzero.search.mcts import SearchCallback, check_run_arguments, check_actions
+from muzero.search.mcts import SearchCallback, TreeSearcher, check_actions, check_run_arguments
 from muzero.search.tree import (
     NO_CHILD,
     NO_EXPANSION,
     Kernel,
-    SearchTree,
     finish_descent,
     masked_log_softmax,
     q_normalizer,
@@ -177,7 +176,7 @@ def root_sigma(tree, batch, c_visit, c_scale, out):
         completed_q_sigma(tree, b, 0, c_visit, c_scale, out[b])
 
 
-class GumbelMuZero:
+class GumbelMuZero(TreeSearcher):
     """Batched Gumbel MuZero search; same ``run`` interface as :class:`muzero.search.mcts.MCTS`."""
 
     def __init__(
@@ -200,11 +199,7 @@ class GumbelMuZero:
             raise ValueError(f"c_visit and c_scale must be >= 0, got {c_visit} and {c_scale}")
         if on_search_finished is not None and not callable(on_search_finished):
             raise TypeError(f"on_search_finished must be callable, got {type(on_search_finished).__name__}")
-        self.tree = SearchTree(num_actions, batch_size_max, num_simulations, discount)
-        self.num_actions = self.tree.num_actions
-        self.batch_size_max = self.tree.batch_size_max
-        self.num_simulations = self.tree.num_simulations
-        self.discount = self.tree.discount
+        super().__init__(num_actions, batch_size_max, num_simulations, discount)
         self.max_considered_actions = int(max_considered_actions)
         self.gumbel_scale = float(gumbel_scale)
         self.c_visit = float(c_visit)

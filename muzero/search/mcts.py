@@ -141,7 +141,31 @@ def descend_puct_default(exploration, tree, descent, batch, c1, c2):
     return descend(select_by_puct, exploration, tree, descent, batch, c1, c2)
 
 
-class MCTS:
+class TreeSearcher:
+    """What every searcher shares: one tree, allocated once for ``batch_size_max`` roots,
+    and the sizes it was allocated for (read from the tree, never copied)."""
+
+    def __init__(self, num_actions: int, batch_size_max: int, num_simulations: int, discount: float):
+        self.tree = SearchTree(num_actions, batch_size_max, num_simulations, discount)
+
+    @property
+    def num_actions(self) -> int:
+        return self.tree.num_actions
+
+    @property
+    def batch_size_max(self) -> int:
+        return self.tree.batch_size_max
+
+    @property
+    def num_simulations(self) -> int:
+        return self.tree.num_simulations
+
+    @property
+    def discount(self) -> float:
+        return self.tree.discount
+
+
+class MCTS(TreeSearcher):
     """Batched MuZero search with replaceable components (see :mod:`muzero.search.components`).
 
     Allocates the tree for ``batch_size_max`` roots once; every :meth:`run` reuses it.
@@ -170,11 +194,7 @@ class MCTS:
         for name, component in components.items():
             if component is not None and not callable(component):
                 raise TypeError(f"{name} must be callable, got {type(component).__name__}")
-        self.tree = SearchTree(num_actions, batch_size_max, num_simulations, discount)
-        self.num_actions = self.tree.num_actions
-        self.batch_size_max = self.tree.batch_size_max
-        self.num_simulations = self.tree.num_simulations
-        self.discount = self.tree.discount
+        super().__init__(num_actions, batch_size_max, num_simulations, discount)
         self.pb_c_init = float(pb_c_init)
         self.pb_c_base = float(pb_c_base)
         self.score_fn = score_fn if score_fn is not None else puct_score
