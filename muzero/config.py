@@ -78,6 +78,10 @@ class SearchConfig:
     temperature: list[list[float]] = field(default_factory=lambda: [[0.0, 1.0]])
     """Visit-count temperature schedule: [[from_env_step, temperature], ...]."""
     eval_temperature: float = 0.0
+    sample_moves: int = 0
+    """pUCT self-play: the first ``sample_moves`` moves of each episode are sampled from
+    the visit counts at the scheduled temperature, later ones take the most visited
+    action (AlphaZero's opening randomisation); 0 samples every move."""
     max_considered_actions: int = 16
     """Gumbel: actions sampled at the root (Gumbel-top-k)."""
     gumbel_scale: float = 1.0
@@ -93,6 +97,7 @@ class SearchConfig:
         _require(self.dirichlet_alpha > 0, "search.dirichlet_alpha", "must be > 0")
         _require(0 <= self.exploration_fraction <= 1, "search.exploration_fraction", "must be in [0, 1]")
         _require(self.eval_temperature >= 0, "search.eval_temperature", "must be >= 0")
+        _require(self.sample_moves >= 0, "search.sample_moves", "must be >= 0")
         _require(self.max_considered_actions >= 1, "search.max_considered_actions", "must be >= 1")
         _require(len(self.temperature) >= 1, "search.temperature", "needs at least one [from_env_step, temperature] pair")
         previous = -1.0
@@ -168,9 +173,11 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    backend: Literal["memory"] = "memory"
+    backend: Literal["memory", "redis"] = "memory"
     capacity: int = 100_000
     """Capacity in transitions; the oldest segments are evicted first."""
+    capacity_bytes: int = 0
+    """Redis: stored bytes (compressed frames, segments, targets) across all shards; 0: no limit."""
     segment_length: int = 200
     """Steps a segment owns (it also carries unroll + td context after them)."""
     min_size: int = 1_000
@@ -178,16 +185,43 @@ class ReplayConfig:
     priority_alpha: float = 1.0
     priority_beta: float = 1.0
     priority_eps: float = 1e-6
+    redis_urls: list[str] = field(default_factory=list)
+    """Redis: one URL per shard, e.g. ["redis://:password@replay-redis-0:6379/0"]."""
+    key_prefix: str = "mz"
+    zstd_level: int = 3
+    zstd_dictionary: bool = False
+    """Train a zstd dictionary on the first frames (helps small frames) and use it for frames
+    of at most ``zstd_dictionary_max_frame_bytes``."""
+    zstd_dictionary_frames: int = 512
+    zstd_dictionary_bytes: int = 16_384
+    zstd_dictionary_max_frame_bytes: int = 65_536
+    samples_per_insert: float = 0.0
+    """Rate limiter: sampled transitions per inserted transition the sides are held to; 0: off."""
+    samples_per_insert_tolerance: float = 0.5
+    """Allowed deviation, as a fraction of samples_per_insert, before the faster side blocks."""
 
     def validate(self) -> None:
-        _require(self.backend == "memory", "replay.backend", "must be 'memory'")
+        _require(self.backend in ("memory", "redis"), "replay.backend", "must be 'memory' or 'redis'")
         _require(self.capacity >= 1, "replay.capacity", "must be >= 1")
+        _require(self.capacity_bytes >= 0, "replay.capacity_bytes", "must be >= 0")
         _require(self.segment_length >= 1, "replay.segment_length", "must be >= 1")
         _require(self.min_size >= 1, "replay.min_size", "must be >= 1")
         _require(self.min_size <= self.capacity, "replay.min_size", "must be <= replay.capacity")
         _require(self.priority_alpha >= 0, "replay.priority_alpha", "must be >= 0")
         _require(0 <= self.priority_beta <= 1, "replay.priority_beta", "must be in [0, 1]")
         _require(self.priority_eps > 0, "replay.priority_eps", "must be > 0")
+        _require(self.backend != "redis" or len(self.redis_urls) >= 1, "replay.redis_urls",
+                 "needs at least one URL when replay.backend = 'redis'")
+        for i, url in enumerate(self.redis_urls):
+            _require(isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")),
+                     f"replay.redis_urls[{i}]", "must be a redis://, rediss:// or unix:// URL")
+        _require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
+                 "replay.key_prefix", "must be non-empty, without braces")
+        _require(-7 <= self.zstd_level <= 22, "replay.zstd_level", "must be in [-7, 22]")
+        _require(self.zstd_dictionary_frames >= 8, "replay.zstd_dictionary_frames", "must be >= 8")
+        _require(self.zstd_dictionary_bytes >= 256, "replay.zstd_dictionary_bytes", "must be >= 256")
+        _require(self.samples_per_insert >= 0, "replay.samples_per_insert", "must be >= 0")
+        _require(self.samples_per_insert_tolerance > 0, "replay.samples_per_insert_tolerance", "must be > 0")
 
 
 @dataclass(frozen=True)

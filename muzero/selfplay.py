@@ -16,6 +16,7 @@ from muzero.config import ExperimentConfig
 from muzero.envs.vector import VectorEnv, make_vector_env
 from muzero.learning.segment import FrameStacker, Segment, SegmentBuilder, stack_frames
 from muzero.nn.networks import MuZeroNetwork
+from muzero.search.components import visit_count_action
 from muzero.search.mcts import make_search
 from muzero.search.step_fns import LearnedModel, NetworkEvaluator, SimulatorModel
 
@@ -69,12 +70,13 @@ class SelfPlay:
             step_fn = self.learned
         temperature = self.config.search.temperature_at(self.env_steps)
         result = self.search.run(root, step_fn, self.rng, temperature=temperature, add_noise=True)
-        step = self.env.step(result.action)
+        actions = self._late_moves_greedy(result, legal)
+        step = self.env.step(actions)
         ended = step.terminated | step.truncated
         bootstrap = self._bootstrap_values(step.final_obs, step.truncated & ~step.terminated)
         segments = self.builder.add_step(
             obs=self.observations,
-            actions=result.action,
+            actions=actions,
             rewards=step.reward,
             to_play=to_play,
             legal_masks=legal,
@@ -91,6 +93,17 @@ class SelfPlay:
         self.env_steps += self.env.num_envs
         self.simulations += self.env.num_envs * result.num_simulations
         return segments, stats
+
+    def _late_moves_greedy(self, result, legal: np.ndarray) -> np.ndarray:
+        """Past ``search.sample_moves`` moves of an episode, play the most visited action."""
+        sample_moves = self.config.search.sample_moves
+        if not sample_moves or self.config.search.algorithm != "muzero":
+            return result.action
+        late = self.episode_length >= sample_moves
+        if not late.any():
+            return result.action
+        greedy = visit_count_action(result.visit_counts, result.q_values, legal, 0.0, self.rng)
+        return np.where(late, greedy, result.action)
 
     def _bootstrap_values(self, final_obs: np.ndarray, truncated: np.ndarray) -> np.ndarray:
         """Value of the last state of truncated episodes (time limits), from the network."""

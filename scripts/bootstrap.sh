@@ -33,4 +33,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "${pip[@]}" install -e ".$extras"
   touch "$stamp"
 fi
+if [ "$want_test" = 1 ] && ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ]; then
+  log "installing redis-server (the tests start their own)"
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+  "${apt_get[@]}" install -y -q redis-server >/dev/null || { "${apt_get[@]}" update -q >/dev/null && "${apt_get[@]}" install -y -q redis-server >/dev/null; }
+  # The suite starts its own servers on free ports; the distribution's service is not needed.
+  (command -v systemctl >/dev/null && systemctl disable --now redis-server >/dev/null 2>&1) || true
+fi
 log "ready: $venv"

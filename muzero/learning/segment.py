@@ -138,6 +138,32 @@ class Segment:
             raise ValueError(f"position {position} outside the segment's {self.num_steps} steps")
         return stack_frames(self.observations[None, position : position + self.frame_stack])[0]
 
+    def window(self, start: int, steps: int) -> Segment:
+        """Steps [start, start + steps) as a segment of their own (cut at T), owning
+        the owned steps among them, with the frame history they need.
+
+        Cut before T, its end bootstraps from the stored root value there, the
+        rule of :class:`SegmentBuilder`, so with ``steps >= K + n + 1`` the
+        targets of its position 0 equal those of ``start`` here. A replay store
+        hands out windows so that a training example needs only their frames."""
+        if not 0 <= start < self.length:
+            raise ValueError(f"start {start} is not an owned position (length {self.length})")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        end = min(start + steps, self.num_steps)
+        owned = min(self.length - start, end - start)
+        at_end = end == self.num_steps
+        return Segment(
+            observations=self.observations[start : self.frame_stack - 1 + end],
+            actions=self.actions[start:end], rewards=self.rewards[start:end], to_play=self.to_play[start:end],
+            legal_masks=self.legal_masks[start:end], policies=self.policies[start:end],
+            root_values=self.root_values[start:end], length=int(owned),
+            terminated=bool(self.terminated) if at_end else False,
+            bootstrap_value=float(self.bootstrap_value) if at_end else float(self.root_values[end]),
+            bootstrap_to_play=int(self.bootstrap_to_play) if at_end else int(self.to_play[end]),
+            priorities=self.priorities[start : start + owned], model_version=self.model_version,
+            segment_id=self.segment_id)
+
     def validate(self, num_actions: int, obs_shape: tuple[int, ...], frame_stack: int) -> None:
         """Raise ValueError naming the first field with a wrong type, shape, dtype or value."""
         if not isinstance(self.actions, np.ndarray) or self.actions.ndim != 1:

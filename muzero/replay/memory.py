@@ -15,8 +15,8 @@ importance weight is (N P)^-beta divided by the batch's largest weight.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,11 +27,15 @@ from muzero.replay.protocol import SampledBatch
 from muzero.replay.sum_tree import SumTree
 
 
-@dataclass(frozen=True)
+TOMBSTONES = 100_000  # evicted ids remembered, so that a late re-send stays a no-op
+
+
+@dataclass
 class _Stored:
     segment: Segment
     first_leaf: int
     serial: int
+    targets_version: int = -1  # model version of reanalysed targets, -1: none
 
 
 class MemoryReplay:
@@ -50,6 +54,7 @@ class MemoryReplay:
         self._fifo: deque[_Stored] = deque()
         self._by_id: dict[str, _Stored] = {}
         self._by_serial: dict[int, _Stored] = {}
+        self._evicted_ids: OrderedDict[str, None] = OrderedDict()
         self._next_leaf = 0
         self._next_serial = 0
         self._num_transitions = 0
@@ -68,12 +73,12 @@ class MemoryReplay:
     def __contains__(self, segment_id: str) -> bool:
         return segment_id in self._by_id
 
-    def insert(self, segment: Segment) -> None:
+    def insert(self, segment: Segment) -> bool:
         if not isinstance(segment, Segment):
             raise TypeError(f"segment: expected a Segment, got {type(segment).__name__}")
-        if segment.segment_id in self._by_id:
+        if segment.segment_id in self._by_id or segment.segment_id in self._evicted_ids:
             self._counters["duplicate_inserts_total"] += 1
-            return
+            return False
         segment.validate(self.num_actions, self.observation_shape, self.frame_stack)
         length = segment.length
         if length > self.config.capacity:
@@ -97,15 +102,23 @@ class MemoryReplay:
         self._next_serial += 1
         self._num_transitions += length
         self._counters["inserted_segments_total"] += 1
+        return True
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> SampledBatch:
+    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False) -> SampledBatch:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         if self._num_transitions == 0:
             raise ValueError("cannot sample from an empty replay store")
-        leaves = self._tree.stratified_sample(batch_size, rng)
-        probabilities = self._tree.get(leaves) / self._tree.total
+        if uniform:
+            leaves = rng.choice(np.flatnonzero(self._leaf_serial >= 0), size=batch_size)
+            probabilities = np.full(batch_size, 1.0 / self._num_transitions)
+        else:
+            leaves = self._tree.stratified_sample(batch_size, rng)
+            probabilities = self._tree.get(leaves) / self._tree.total
         stored = [self._by_serial[serial] for serial in self._leaf_serial[leaves]]
         positions = leaves - np.array([s.first_leaf for s in stored], dtype=np.int64)
-        weights = (self._num_transitions * probabilities) ** -self.config.priority_beta
+        beta = 0.0 if uniform else self.config.priority_beta
+        weights = (self._num_transitions * probabilities) ** -beta
         weights = (weights / weights.max()).astype(np.float32)
         segments = [s.segment for s in stored]
         self._counters["sampled_transitions_total"] += batch_size
@@ -134,6 +147,41 @@ class MemoryReplay:
         self._tree.set(np.array(leaves, dtype=np.int64), self._leaf_values(np.array(values)))
         self._counters["priority_updates_total"] += len(leaves)
 
+    def read_segments(self, count: int, rng: np.random.Generator, *, uniform: bool = True) -> list[Segment]:
+        """``count`` stored segments (drawn through their transitions), for reanalyze."""
+        return list(self.sample(count, rng, uniform=uniform).segments)
+
+    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
+                      model_version: int) -> bool:
+        """Replace a stored segment's policies and root values with reanalysed ones; False if
+        it was evicted or already holds targets of a newer version."""
+        stored = self._by_id.get(segment_id)
+        if stored is None or stored.targets_version > model_version:
+            return False
+        if model_version < 0:
+            raise ValueError(f"model_version: must be >= 0, got {model_version}")
+        fresh = replace(stored.segment, policies=np.asarray(policies, dtype=np.float32),
+                        root_values=np.asarray(root_values, dtype=np.float32))
+        fresh.validate(self.num_actions, self.observation_shape, self.frame_stack)
+        stored.segment = fresh
+        stored.targets_version = model_version
+        self._counters["reanalysed_writes_total"] = self._counters.get("reanalysed_writes_total", 0) + 1
+        return True
+
+    def fsck(self) -> list[str]:
+        """Problems in the store's bookkeeping; empty when consistent."""
+        problems = []
+        live = np.flatnonzero(self._leaf_serial >= 0)
+        if live.size != self._num_transitions:
+            problems.append(f"{live.size} owned leaves, {self._num_transitions} transitions counted")
+        owned = sum(s.segment.length for s in self._fifo)
+        if owned != self._num_transitions:
+            problems.append(f"segments own {owned} transitions, {self._num_transitions} counted")
+        free_mass = self._tree.get(np.flatnonzero(self._leaf_serial < 0)).sum() if live.size < self._ring_size else 0
+        if free_mass != 0:
+            problems.append(f"free leaves hold priority mass {free_mass}")
+        return problems
+
     def stats(self) -> dict[str, Any]:
         return {"num_segments": self.num_segments, "num_transitions": self._num_transitions,
                 "capacity": self.config.capacity, "priority_mass": self._tree.total, **self._counters}
@@ -153,5 +201,8 @@ class MemoryReplay:
         self._leaf_serial[leaves] = -1
         del self._by_id[stored.segment.segment_id]
         del self._by_serial[stored.serial]
+        self._evicted_ids[stored.segment.segment_id] = None
+        if len(self._evicted_ids) > TOMBSTONES:
+            self._evicted_ids.popitem(last=False)
         self._num_transitions -= length
         self._counters["evicted_segments_total"] += 1

@@ -18,24 +18,42 @@ from muzero.learning.segment import SampleKeys, Segment
 
 @dataclass(frozen=True)
 class SampledBatch:
-    segments: list[Segment]  # (B,) the segment of each example (repeats allowed)
-    positions: np.ndarray  # (B,) int64 owned position in its segment
+    """B examples: example b starts at ``positions[b]`` of ``segments[b]``.
+
+    A store may hand out whole segments or *windows* of them (see
+    :meth:`Segment.window`), whose targets at the position are the same;
+    ``keys`` always name the stored transitions (for priority updates).
+    """
+
+    segments: list[Segment]  # (B,) the segment (or window) of each example, repeats allowed
+    positions: np.ndarray  # (B,) int64 position of the example in segments[b]
     probabilities: np.ndarray  # (B,) float64 probability each transition had of being drawn
-    weights: np.ndarray  # (B,) float32 importance weights (N P)^-beta / max over the batch
-    keys: SampleKeys  # for update_priorities
+    weights: np.ndarray  # (B,) float32 importance weights (N P)^-beta / max over the batch (1 when uniform)
+    keys: SampleKeys  # (segment id, owned position) of each example in the store
 
 
 @runtime_checkable
 class ReplayStorage(Protocol):
-    def insert(self, segment: Segment) -> None:
-        """Store ``segment``, evicting the oldest at capacity. Re-inserting a stored
-        ``segment_id`` is a no-op; an invalid segment raises ValueError and stores nothing."""
+    def insert(self, segment: Segment) -> bool:
+        """Store ``segment``, evicting the oldest at capacity; True if stored. Re-inserting a
+        stored (or recently evicted) ``segment_id`` is a no-op that returns False; an invalid
+        segment raises ValueError and stores nothing."""
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> SampledBatch:
-        """Draw ``batch_size`` owned transitions with probability proportional to priority^alpha."""
+    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False) -> SampledBatch:
+        """Draw ``batch_size`` owned transitions with probability proportional to priority^alpha
+        (or uniformly); training examples carry the freshest targets stored."""
 
     def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> None:
-        """Set new priorities (>= 0) of sampled transitions; keys of evicted segments are ignored."""
+        """Set new priorities (>= 0) of sampled transitions; keys of evicted segments are ignored;
+        a position outside its segment raises ValueError and changes nothing."""
+
+    def read_segments(self, count: int, rng: np.random.Generator, *, uniform: bool = True) -> list[Segment]:
+        """Whole stored segments, with frames and freshest targets, for reanalyze."""
+
+    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
+                      model_version: int) -> bool:
+        """Reanalysed (T, A) policies and (T,) root values for a stored segment; False if it is
+        gone or already holds targets of a newer model version."""
 
     @property
     def num_transitions(self) -> int:
@@ -46,3 +64,6 @@ class ReplayStorage(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """JSON-able counters and gauges for logs and metrics."""
+
+    def fsck(self) -> list[str]:
+        """Consistency problems found; empty when the store is consistent."""

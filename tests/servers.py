@@ -1,0 +1,78 @@
+"""Real servers for tests: redis-server processes on loopback, started and stopped here."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        raise RuntimeError("redis-server is not installed: run `make test` (it installs it) "
+                           "or `apt-get install -y redis-server`")
+    return binary
+
+
+class RedisServer:
+    """One redis-server: no snapshots unless ``appendonly``, noeviction, its own folder."""
+
+    def __init__(self, maxmemory: str = "512mb", appendonly: bool = False, port: int | None = None,
+                 directory: Path | None = None):
+        self.port = port or free_port()
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="muzero-redis-"))
+        self.maxmemory = maxmemory
+        self.appendonly = appendonly
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 20.0) -> RedisServer:
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--dir", str(self.directory), "--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction",
+                "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+                "--protected-mode", "no", "--daemonize", "no"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        client = self.client()
+        deadline = time.monotonic() + timeout_s
+        while True:  # wait until it answers (loading an AOF can take a moment)
+            try:
+                if client.ping():
+                    return self
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server on port {self.port} exited with {self.process.returncode}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"redis-server on port {self.port} did not answer in {timeout_s} s")
+                time.sleep(0.02)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=30)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no final write."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
