@@ -197,8 +197,10 @@ class ReplayConfig:
     zstd_dictionary_max_frame_bytes: int = 65_536
     samples_per_insert: float = 0.0
     """Rate limiter: sampled transitions per inserted transition the sides are held to; 0: off."""
-    samples_per_insert_tolerance: float = 0.5
-    """Allowed deviation, as a fraction of samples_per_insert, before the faster side blocks."""
+    samples_per_insert_error_buffer: float = 0.0
+    """Rate limiter: how many samples the two sides may drift from the ratio before the
+    faster one blocks (Reverb's error buffer); 0 picks 2 x samples_per_insert x segment_length,
+    enough that one segment's insert never deadlocks against a waiting sampler."""
 
     def validate(self) -> None:
         _require(self.backend in ("memory", "redis"), "replay.backend", "must be 'memory' or 'redis'")
@@ -221,7 +223,7 @@ class ReplayConfig:
         _require(self.zstd_dictionary_frames >= 8, "replay.zstd_dictionary_frames", "must be >= 8")
         _require(self.zstd_dictionary_bytes >= 256, "replay.zstd_dictionary_bytes", "must be >= 256")
         _require(self.samples_per_insert >= 0, "replay.samples_per_insert", "must be >= 0")
-        _require(self.samples_per_insert_tolerance > 0, "replay.samples_per_insert_tolerance", "must be > 0")
+        _require(self.samples_per_insert_error_buffer >= 0, "replay.samples_per_insert_error_buffer", "must be >= 0")
 
 
 @dataclass(frozen=True)

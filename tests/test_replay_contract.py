@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import uuid
 
 import numpy as np
@@ -14,6 +13,7 @@ from muzero.learning.segment import SampleKeys, Segment
 from muzero.replay.memory import MemoryReplay
 from muzero.replay.protocol import ReplayStorage
 from muzero.replay.redis_store import RedisReplay
+from tests.factories import random_segment
 
 NUM_ACTIONS = 3
 FRAME_SHAPE = (2, 3)
@@ -48,32 +48,10 @@ def store(backend, redis_shards):
         store.clear()
 
 
-_counter = itertools.count()
-
-
 def make_segment(rng: np.random.Generator, steps: int = 12, length: int | None = None, terminated: bool = True,
                  priority: float | None = None, frames: np.ndarray | None = None) -> Segment:
-    length = steps if length is None else length
-    policies = rng.random((steps, NUM_ACTIONS)).astype(np.float32) + 0.1
-    if frames is None:
-        frames = rng.standard_normal((FRAME_STACK - 1 + steps, *FRAME_SHAPE)).astype(np.float32)
-    priorities = (np.full(length, priority, dtype=np.float32) if priority is not None
-                  else rng.random(length).astype(np.float32))
-    return Segment(
-        observations=frames,
-        actions=rng.integers(0, NUM_ACTIONS, steps).astype(np.int64),
-        rewards=rng.standard_normal(steps).astype(np.float32),
-        to_play=(np.arange(steps) % 2).astype(np.int8),
-        legal_masks=np.ones((steps, NUM_ACTIONS), dtype=bool),
-        policies=(policies / policies.sum(axis=1, keepdims=True)).astype(np.float32),
-        root_values=rng.standard_normal(steps).astype(np.float32),
-        length=length,
-        terminated=terminated and length == steps,
-        bootstrap_value=0.0 if (terminated and length == steps) else 0.5,
-        bootstrap_to_play=0,
-        priorities=priorities,
-        model_version=next(_counter),
-    )
+    return random_segment(rng, num_actions=NUM_ACTIONS, frame_shape=FRAME_SHAPE, frame_stack=FRAME_STACK,
+                          steps=steps, length=length, terminated=terminated, priority=priority, frames=frames)
 
 
 def test_backends_implement_the_protocol(store):
@@ -221,3 +199,13 @@ def test_read_segments_returns_whole_segments(store):
 def test_sampling_an_empty_store_says_so(store):
     with pytest.raises(ValueError, match="empty"):
         store.sample(4, np.random.default_rng(0))
+
+
+def test_counts_track_inserts_and_training_samples_only(store):
+    rng = np.random.default_rng(11)
+    store.insert(make_segment(rng, steps=6))
+    store.insert(make_segment(rng, steps=4))
+    store.sample(5, rng)
+    store.read_segments(2, rng)  # reanalyze reads are not training samples
+    counts = store.counts()
+    assert (counts.inserted, counts.sampled, counts.stored) == (10, 5, 10)

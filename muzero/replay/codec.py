@@ -79,7 +79,7 @@ def segment_to_proto(segment: Segment, experiment: str) -> replay_pb2.Segment:
 
 
 def segment_from_proto(message: replay_pb2.Segment, *, num_actions: int, frame_shape: tuple[int, ...],
-                       frame_stack: int, experiment: str) -> Segment:
+                       frame_stack: int, experiment: str, frame_dtype: np.dtype | str | None = None) -> Segment:
     """A validated Segment; WireError (a ValueError) names the first bad field."""
     if message.experiment != experiment:
         raise WireError(f"segment.experiment: {message.experiment!r} is not this store's experiment {experiment!r}")
@@ -103,6 +103,7 @@ def segment_from_proto(message: replay_pb2.Segment, *, num_actions: int, frame_s
                                          shape=(length,)),
     }
     observations = tensor_from_proto(message.frames, "segment.frames",
+                                     dtype=None if frame_dtype is None else np.dtype(frame_dtype).name,
                                      shape=(frame_stack - 1 + length, *frame_shape))
     priorities = tensor_from_proto(message.priorities, "segment.priorities", dtype="float32",
                                    shape=(message.length,))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,10 @@ class FrameDictionary:
 
 
 class FrameCodec:
-    """Encode frames to stored blobs and back, with an optional dictionary for small frames."""
+    """Encode frames to stored blobs and back, with an optional dictionary for small frames.
+
+    Safe to share between threads: zstd contexts are not, so each thread gets its own.
+    """
 
     def __init__(self, level: int = 3, dictionary: FrameDictionary | None = None, dictionary_max_bytes: int = 65_536):
         if not -7 <= level <= 22:
@@ -76,25 +80,29 @@ class FrameCodec:
         self.level = level
         self.dictionary = dictionary
         self.dictionary_max_bytes = dictionary_max_bytes
-        self._plain = zstandard.ZstdCompressor(level=level, write_content_size=True)
-        self._with_dict = (zstandard.ZstdCompressor(level=level, dict_data=dictionary.zstd(), write_content_size=True,
-                                                   write_dict_id=False)
-                           if dictionary else None)
-        self._decompress_plain = zstandard.ZstdDecompressor()
-        self._decompress_dicts: dict[int, zstandard.ZstdDecompressor] = {}
-        if dictionary:
-            self.add_dictionary(dictionary)
+        self._local = threading.local()
 
-    def add_dictionary(self, dictionary: FrameDictionary) -> None:
-        """Make ``dictionary`` known for decoding (e.g. one read back from the store)."""
-        self._decompress_dicts[dictionary.dict_id] = zstandard.ZstdDecompressor(dict_data=dictionary.zstd())
+    def _contexts(self) -> threading.local:
+        local = self._local
+        if not hasattr(local, "plain"):
+            local.plain = zstandard.ZstdCompressor(level=self.level, write_content_size=True)
+            local.with_dict = None
+            local.decompress_plain = zstandard.ZstdDecompressor()
+            local.decompress_dict = None
+            if self.dictionary is not None:
+                zstd_dict = self.dictionary.zstd()
+                local.with_dict = zstandard.ZstdCompressor(level=self.level, dict_data=zstd_dict,
+                                                           write_content_size=True, write_dict_id=False)
+                local.decompress_dict = zstandard.ZstdDecompressor(dict_data=zstd_dict)
+        return local
 
     def encode(self, frame: np.ndarray) -> bytes:
         raw = np.ascontiguousarray(frame).tobytes()
-        if self._with_dict is not None and len(raw) <= self.dictionary_max_bytes:
-            blob = bytes([ZSTD_DICT]) + _DICT_ID.pack(self.dictionary.dict_id) + self._with_dict.compress(raw)
+        contexts = self._contexts()
+        if contexts.with_dict is not None and len(raw) <= self.dictionary_max_bytes:
+            blob = bytes([ZSTD_DICT]) + _DICT_ID.pack(self.dictionary.dict_id) + contexts.with_dict.compress(raw)
         else:
-            blob = bytes([ZSTD]) + self._plain.compress(raw)
+            blob = bytes([ZSTD]) + contexts.plain.compress(raw)
         if len(blob) >= len(raw) + 1:
             return bytes([RAW]) + raw
         return blob
@@ -109,15 +117,14 @@ class FrameCodec:
         if kind == RAW:
             raw = payload
         elif kind == ZSTD:
-            raw = self._inflate(self._decompress_plain, payload, expected)
+            raw = self._inflate(self._contexts().decompress_plain, payload, expected)
         elif kind == ZSTD_DICT:
             if len(payload) < _DICT_ID.size:
                 raise FrameError("frame blob is truncated: no dictionary id")
             (dict_id,) = _DICT_ID.unpack_from(payload)
-            decompressor = self._decompress_dicts.get(dict_id)
-            if decompressor is None:
+            if self.dictionary is None or dict_id != self.dictionary.dict_id:
                 raise FrameError(f"frame blob needs zstd dictionary {dict_id}, which is not known")
-            raw = self._inflate(decompressor, payload[_DICT_ID.size:], expected)
+            raw = self._inflate(self._contexts().decompress_dict, payload[_DICT_ID.size:], expected)
         else:
             raise FrameError(f"frame blob has unknown encoding {kind}")
         if len(raw) != expected:

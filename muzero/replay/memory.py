@@ -24,6 +24,7 @@ import numpy as np
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys, Segment
 from muzero.replay.protocol import SampledBatch
+from muzero.replay.rate_limiter import Counts
 from muzero.replay.sum_tree import SumTree
 
 
@@ -58,7 +59,8 @@ class MemoryReplay:
         self._next_leaf = 0
         self._next_serial = 0
         self._num_transitions = 0
-        self._counters = {"inserted_segments_total": 0, "duplicate_inserts_total": 0, "evicted_segments_total": 0,
+        self._counters = {"inserted_segments_total": 0, "inserted_transitions_total": 0,
+                          "duplicate_inserts_total": 0, "evicted_segments_total": 0,
                           "sampled_transitions_total": 0, "priority_updates_total": 0,
                           "stale_priority_updates_total": 0}
 
@@ -102,9 +104,15 @@ class MemoryReplay:
         self._next_serial += 1
         self._num_transitions += length
         self._counters["inserted_segments_total"] += 1
+        self._counters["inserted_transitions_total"] += length
         return True
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False) -> SampledBatch:
+    def counts(self) -> Counts:
+        return Counts(inserted=self._counters["inserted_transitions_total"],
+                      sampled=self._counters["sampled_transitions_total"], stored=self._num_transitions)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
+               count: bool = True) -> SampledBatch:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         if self._num_transitions == 0:
@@ -121,23 +129,24 @@ class MemoryReplay:
         weights = (self._num_transitions * probabilities) ** -beta
         weights = (weights / weights.max()).astype(np.float32)
         segments = [s.segment for s in stored]
-        self._counters["sampled_transitions_total"] += batch_size
+        if count:
+            self._counters["sampled_transitions_total"] += batch_size
         keys = SampleKeys(segment_ids=np.array([s.segment_id for s in segments]), positions=positions)
         return SampledBatch(segments=segments, positions=positions, probabilities=probabilities, weights=weights,
                             keys=keys)
 
-    def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> None:
+    def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> int:
         priorities = np.asarray(priorities, dtype=np.float64)
         if priorities.shape != (len(keys),) or keys.segment_ids.shape != keys.positions.shape:
             raise ValueError(f"priorities: expected shape ({len(keys)},) matching keys, got {priorities.shape} "
                              f"for keys of shapes {keys.segment_ids.shape} and {keys.positions.shape}")
         if not np.isfinite(priorities).all() or (priorities < 0).any():
             raise ValueError("priorities: must be finite and >= 0")
-        leaves, values = [], []
+        leaves, values, stale = [], [], 0
         for segment_id, position, priority in zip(keys.segment_ids, keys.positions, priorities):
             stored = self._by_id.get(str(segment_id))
             if stored is None:  # evicted since it was sampled
-                self._counters["stale_priority_updates_total"] += 1
+                stale += 1
                 continue
             if not 0 <= position < stored.segment.length:
                 raise ValueError(f"keys.positions: {position} is not an owned position of segment {segment_id} "
@@ -146,10 +155,12 @@ class MemoryReplay:
             values.append(priority)
         self._tree.set(np.array(leaves, dtype=np.int64), self._leaf_values(np.array(values)))
         self._counters["priority_updates_total"] += len(leaves)
+        self._counters["stale_priority_updates_total"] += stale
+        return stale
 
     def read_segments(self, count: int, rng: np.random.Generator, *, uniform: bool = True) -> list[Segment]:
         """``count`` stored segments (drawn through their transitions), for reanalyze."""
-        return list(self.sample(count, rng, uniform=uniform).segments)
+        return list(self.sample(count, rng, uniform=uniform, count=False).segments)
 
     def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
                       model_version: int) -> bool:

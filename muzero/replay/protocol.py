@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from muzero.learning.segment import SampleKeys, Segment
+from muzero.replay.rate_limiter import Counts
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,19 @@ class ReplayStorage(Protocol):
         stored (or recently evicted) ``segment_id`` is a no-op that returns False; an invalid
         segment raises ValueError and stores nothing."""
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False) -> SampledBatch:
+    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
+               count: bool = True) -> SampledBatch:
         """Draw ``batch_size`` owned transitions with probability proportional to priority^alpha
-        (or uniformly); training examples carry the freshest targets stored."""
+        (or uniformly); training examples carry the freshest targets stored. ``count`` adds
+        the draws to the sampled total (the rate limiter's)."""
 
-    def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> None:
-        """Set new priorities (>= 0) of sampled transitions; keys of evicted segments are ignored;
-        a position outside its segment raises ValueError and changes nothing."""
+    def counts(self) -> Counts:
+        """Transitions inserted and sampled so far, and stored now."""
+
+    def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> int:
+        """Set new priorities (>= 0) of sampled transitions and return how many keys were
+        ignored because their segment was evicted; a position outside its segment raises
+        ValueError and changes nothing."""
 
     def read_segments(self, count: int, rng: np.random.Generator, *, uniform: bool = True) -> list[Segment]:
         """Whole stored segments, with frames and freshest targets, for reanalyze."""

@@ -33,6 +33,7 @@ from muzero.learning.segment import SampleKeys, Segment
 from muzero.replay import codec
 from muzero.replay.frames import FrameCodec, FrameDictionary, FrameError, frame_hash
 from muzero.replay.protocol import SampledBatch
+from muzero.replay.rate_limiter import Counts
 
 _SCRIPTS = ("init", "insert", "sample", "update", "write_targets", "fsck")
 MAX_SAMPLE_RETRIES = 20
@@ -146,7 +147,7 @@ class RedisReplay:
             missing = [h.decode() for h in result[1:]]  # evicted since we looked: send them too
         raise ReplayError(f"segment {segment.segment_id}: frames kept vanishing during insert")
 
-    def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> None:
+    def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> int:
         priorities = np.asarray(priorities, dtype=np.float64)
         if priorities.shape != (len(keys),) or keys.segment_ids.shape != keys.positions.shape:
             raise ValueError(f"priorities: expected shape ({len(keys)},) matching keys, got {priorities.shape} "
@@ -159,11 +160,13 @@ class RedisReplay:
             segment_id = str(segment_id)
             by_shard.setdefault(shard_of(segment_id, len(self.shards)), []).extend(
                 [segment_id, int(position), mass.tobytes()])
+        stale = 0
         for index, args in by_shard.items():
             try:
-                self.shards[index].call("update", *args)
+                stale += int(self.shards[index].call("update", *args)[1])
             except redis.ResponseError as error:
                 raise ValueError(str(error).removeprefix("POSITION ")) from None
+        return stale
 
     def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
                       model_version: int) -> bool:
@@ -191,12 +194,14 @@ class RedisReplay:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False) -> SampledBatch:
-        """``batch_size`` windows drawn by priority (or uniformly) across all shards."""
+    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
+               count: bool = True) -> SampledBatch:
+        """``batch_size`` windows drawn by priority (or uniformly) across all shards; ``count``
+        adds them to the sampled total the rate limiter reads."""
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         for _ in range(MAX_SAMPLE_RETRIES):
-            draws, total_mass, total_transitions = self._draw(batch_size, rng, uniform)
+            draws, total_mass, total_transitions = self._draw(batch_size, rng, uniform, count)
             segments = self._read_windows(draws)
             if segments is not None:
                 break
@@ -214,13 +219,13 @@ class RedisReplay:
     def read_segments(self, count: int, rng: np.random.Generator, *, uniform: bool = True) -> list[Segment]:
         """``count`` whole stored segments (with their frames and freshest targets), for reanalyze."""
         for _ in range(MAX_SAMPLE_RETRIES):
-            draws, _, _ = self._draw(count, rng, uniform)
+            draws, _, _ = self._draw(count, rng, uniform, False)
             segments = self._read_windows([(shard, sid, 0, mass) for shard, sid, _, mass in draws], whole=True)
             if segments is not None:
                 return segments
         raise ReplayError(f"read_segments: segments were evicted under {MAX_SAMPLE_RETRIES} attempts in a row")
 
-    def _draw(self, count: int, rng: np.random.Generator, uniform: bool) -> tuple[list, float, int]:
+    def _draw(self, count: int, rng: np.random.Generator, uniform: bool, tally: bool) -> tuple[list, float, int]:
         """[(shard, segment id, position, priority mass)] * count, the total mass and transitions."""
         tree = "ctree" if uniform else "tree"
         masses, transitions = [], []
@@ -241,7 +246,7 @@ class RedisReplay:
             for _ in range(MAX_SAMPLE_RETRIES):  # redraw the rare draws that hit a zero-mass leaf
                 if len(got) == share:
                     break
-                reply = shard.call("sample", tree == "ctree" and "uniform" or "priority",
+                reply = shard.call("sample", "uniform" if uniform else "priority", "count" if tally else "",
                                    *[repr(float(u)) for u in rng.random(share - len(got))])
                 for i in range(2, len(reply), 3):
                     if reply[i]:
@@ -367,6 +372,17 @@ class RedisReplay:
             pipe_results.append({k.decode(): float(v) for k, v in raw.items()
                                  if k.decode() != "layout"})
         return pipe_results
+
+    def counts(self) -> Counts:
+        """Totals for the rate limiter, one round trip per shard."""
+        inserted = sampled = stored = 0
+        for shard in self.shards:
+            values = shard.client.hmget(shard.prefix + "meta", "inserted_transitions_total",
+                                        "sampled_transitions_total", "transitions")
+            inserted += int(values[0] or 0)
+            sampled += int(values[1] or 0)
+            stored += int(values[2] or 0)
+        return Counts(inserted=inserted, sampled=sampled, stored=stored)
 
     @property
     def num_transitions(self) -> int:

@@ -1,4 +1,5 @@
--- ARGV: P, "uniform" or "priority", then uniforms u in [0, 1), one per draw.
+-- ARGV: P, "uniform" or "priority", "count" (add the draws to the sampled total) or "",
+-- then uniforms u in [0, 1), one per draw.
 -- Returns {total mass (string), transitions, id1, position1, mass1, id2, ...}; a
 -- draw that lands on a zero-mass leaf (float rounding) has mass "0": redraw it.
 local key = ARGV[2] == 'uniform' and (P .. 'ctree') or (P .. 'tree')
@@ -6,7 +7,7 @@ local leaves = meta_number('leaves')
 local total = tree_node(key, 1)
 local out = {tostring(total), meta_number('transitions')}
 if total <= 0 then return out end
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local target = tonumber(ARGV[i]) * total
   local node = 1
   while node < leaves do
@@ -31,5 +32,5 @@ for i = 3, #ARGV do
     out[#out + 1] = tostring(tree_node(P .. 'tree', node))
   end
 end
-redis.call('HINCRBY', META, 'sampled_transitions_total', #ARGV - 2)
+if ARGV[3] == 'count' then redis.call('HINCRBY', META, 'sampled_transitions_total', #ARGV - 3) end
 return out

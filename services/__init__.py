@@ -1,0 +1,1 @@
+"""The four services of the design, each a thin shell over the muzero library."""

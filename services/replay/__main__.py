@@ -1,0 +1,5 @@
+import sys
+
+from services.replay.main import main
+
+sys.exit(main())
