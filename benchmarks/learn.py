@@ -5,9 +5,10 @@
         return of 475, or 40,000 env steps, or 20 minutes. Reports per seed the env
         steps and wall seconds at which 475 was first reached (null if never).
     python benchmarks/learn.py tictactoe [--seeds 3]
-        Trains each seed for at most 20 minutes, then plays 200 games against the
-        perfect minimax player (random among its optimal moves; 100 as first player,
-        100 as second) and reports wins, draws and losses per seed.
+        Trains each seed for the preset's budget (at most 20 minutes), then plays 200
+        games against the perfect minimax player (random among its optimal moves; 100
+        as first player, 100 as second) and reports wins, draws and losses per seed.
+        `tictactoe-learned` does the same for the learned-model preset.
 
 Progress goes to stderr; the last line of stdout is one JSON object.
 """
@@ -59,13 +60,16 @@ def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
 def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
     train_wall, wins, draws, losses = [], [], [], []
     for seed in seeds:
-        config = config_module.load("tictactoe", [
+        config = config_module.load(args.preset, [
             f"training.seed={seed}",
-            f"training.max_wall_s={args.max_wall_s}",
+            *([f"training.max_wall_s={args.max_wall_s}"] if args.max_wall_s else []),
             *args.set,
         ])
+        if not 0 < config.training.max_wall_s <= 1200:
+            raise SystemExit(f"training.max_wall_s is {config.training.max_wall_s}: this benchmark allows "
+                             "at most 20 minutes of training")
         with tempfile.TemporaryDirectory() as run_dir:
-            result = train(config, Path(run_dir), Progress(f"tictactoe seed {seed}", interval_s=30, live=False))
+            result = train(config, Path(run_dir), Progress(f"{args.preset} seed {seed}", interval_s=30, live=False))
             checkpoint = load_checkpoint(sorted((Path(run_dir) / "checkpoints").glob("*.safetensors"))[-1])
         from muzero.envs.tictactoe import TicTacToe
 
@@ -79,7 +83,7 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
         losses.append(report["losses"])
         print(f"seed {seed}: {report} after {result.wall_s:.0f} s of training", file=sys.stderr, flush=True)
     one = len(seeds) == 1
-    return {"preset": "tictactoe", "seeds": seeds,
+    return {"preset": args.preset, "seeds": seeds,
             "train_wall_s": train_wall[0] if one else train_wall,
             "wins": wins[0] if one else wins, "draws": draws[0] if one else draws,
             "losses": losses[0] if one else losses}
@@ -87,15 +91,18 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("preset", choices=["cartpole", "tictactoe"])
+    parser.add_argument("preset", choices=["cartpole", "tictactoe", "tictactoe-learned"])
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds (0, 1, ..., N-1)")
-    parser.add_argument("--max-wall-s", type=float, default=1200.0, help="training wall-time budget per seed")
+    parser.add_argument("--max-wall-s", type=float, default=None,
+                        help="training wall-time budget per seed (cartpole: 1200; tictactoe: the preset's)")
     parser.add_argument("--max-env-steps", type=int, default=40_000, help="cartpole: env-step budget per seed")
     parser.add_argument("--eval-episodes", type=int, default=100, help="cartpole: evaluation episodes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    if args.preset == "cartpole" and args.max_wall_s is None:
+        args.max_wall_s = 1200.0
     torch.set_num_threads(2)
     seeds = list(range(args.seeds))
     started = time.time()

@@ -136,6 +136,48 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.service == "replay":
+        from services.replay.main import main as serve_replay
+
+        return serve_replay(args.options)
+    raise AssertionError(args.service)
+
+
+def _replay_store(args: argparse.Namespace):
+    from muzero.replay.factory import build_store
+
+    overrides = list(args.set or [])
+    urls = [u.strip() for u in (args.redis_urls or "").split(",") if u.strip()]
+    if urls:
+        overrides += ["replay.backend=redis", "replay.redis_urls=[" + ", ".join(f'"{u}"' for u in urls) + "]"]
+    config = config_module.load(args.config, overrides)
+    if config.replay.backend != "redis":
+        raise ConfigError("replay.redis_urls: give the shards (--redis-urls or the config) to inspect a Redis store")
+    return build_store(config)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    store = _replay_store(args)
+    stats = store.stats()
+    summary = (f"{stats['num_segments']:,} segments, {stats['num_transitions']:,} transitions, "
+               f"{int(stats.get('frames', 0)):,} frames on {len(store.shards)} shards")
+    if args.action == "stats":
+        raw, stored = stats.get("raw_stacked_bytes", 0), stats.get("bytes", 0)
+        print(summary)
+        print(f"stored {stored / 2**20:,.1f} MiB; stacked raw examples would take {raw / 2**20:,.1f} MiB "
+              f"({raw / max(stored, 1):.1f}x)")
+        return 0
+    problems = store.fsck()
+    if problems:
+        for problem in problems:
+            print(problem)
+        print(f"fsck: {len(problems)} problems ({summary})", file=sys.stderr)
+        return 1
+    print(f"fsck: clean ({summary})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="muzero", description="MuZero training system")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     side.add_argument("--second", dest="first", action="store_false", help="muzero moves first")
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=cmd_play)
+
+    serve = commands.add_parser("serve", help="run a service (the same as python -m services.<name>)",
+                                add_help=False)
+    serve.add_argument("service", choices=["replay"])
+    serve.add_argument("options", nargs=argparse.REMAINDER, help="the service's own options (see --help)")
+    serve.set_defaults(func=cmd_serve)
+
+    replay = commands.add_parser("replay", help="inspect a Redis replay store: fsck (consistency) or stats")
+    replay.add_argument("action", choices=["fsck", "stats"])
+    replay.add_argument("--config", default="cartpole", help="preset or TOML file of the experiment")
+    replay.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    replay.add_argument("--redis-urls", help="comma-separated shard URLs (default: the config's)")
+    replay.set_defaults(func=cmd_replay)
 
     presets = commands.add_parser("presets", help="list the bundled presets")
     presets.set_defaults(func=cmd_presets)

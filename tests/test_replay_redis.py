@@ -11,7 +11,7 @@ import pytest
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys
 from muzero.replay.redis_store import RedisReplay, ReplayError, shard_of
-from tests.servers import RedisServer
+from muzero.redis_process import RedisServer
 from tests.test_replay_contract import FRAME_SHAPE, FRAME_STACK, NUM_ACTIONS, WINDOW, make_segment
 
 
@@ -254,4 +254,33 @@ def test_stale_priority_update_after_eviction_is_ignored(shards):
     store.update_priorities(SampleKeys(np.array([old.segment_id]), np.array([3])), np.array([2.0]))
     assert store.stats()["stale_priority_updates_total"] == 1
     assert store.fsck() == []
+    store.clear()
+
+
+def test_cli_fsck_reports_clean_then_the_problem(redis_shards):
+    import subprocess
+    import sys
+
+    from muzero import config as config_module
+    from muzero.replay.factory import EnvSpec, build_store
+    from tests.factories import random_segment
+
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    urls = ",".join(s.url for s in redis_shards[:2])
+    config = config_module.load("cartpole", [f"name={name}", "replay.backend=redis",
+                                             "replay.redis_urls=[" + ", ".join(f'"{s.url}"' for s in redis_shards[:2]) + "]"])
+    store = build_store(config, EnvSpec.of(config))
+    rng = np.random.default_rng(12)
+    for _ in range(5):
+        store.insert(random_segment(rng, num_actions=2, frame_shape=(4,), frame_stack=1, steps=8))
+    command = [sys.executable, "-m", "muzero.cli", "replay", "fsck", "--config", "cartpole", "--set", f"name={name}",
+               "--redis-urls", urls]
+    clean = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stderr
+    assert "fsck: clean (5 segments, 40 transitions" in clean.stdout
+    shard = store.shards[0] if store.shards[0].client.llen(store.shards[0].prefix + "fifo") else store.shards[1]
+    shard.client.hset(shard.prefix + "meta", "transitions", 999)
+    broken = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1
+    assert "meta transitions 999" in broken.stdout
     store.clear()

@@ -24,7 +24,7 @@ from muzero.replay.factory import EnvSpec, build_store
 from muzero.v1 import replay_pb2, replay_pb2_grpc
 from services.replay.server import ReplayServicer, add_to_server
 from tests.factories import random_segment
-from tests.servers import free_port
+from muzero.redis_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -286,3 +286,15 @@ def test_entrypoint_serves_health_and_metrics_and_stops_on_sigterm(redis_shards,
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_writer_bounds_unacknowledged_segments():
+    """With no service to acknowledge, append blocks once max_inflight are outstanding."""
+    writer = SegmentWriter(f"127.0.0.1:{free_port()}", "nobody", max_inflight=3)
+    rng = np.random.default_rng(5)
+    spec = EnvSpec(num_actions=2, observation_shape=(4,), observation_dtype=np.dtype(np.float32), num_players=1)
+    for _ in range(3):
+        writer.append(segment_for(spec, rng, steps=3), timeout_s=5)
+    with pytest.raises(TimeoutError, match="3 segments still unacknowledged"):
+        writer.append(segment_for(spec, rng, steps=3), timeout_s=0.2)
+    assert writer.close(timeout_s=0.1) == 3

@@ -86,3 +86,40 @@ def test_alphazero_style_search_never_loses_to_random():
     second = play_match(game, player, RandomPlayer(game), 50, rng, a_first=False)
     assert first["losses"] + second["losses"] == 0, (first, second)
     assert first["wins"] + second["wins"] >= 80
+
+
+def _late_moves_greedy_fraction(sample_moves: int) -> float:
+    """Share of moves after the first of an episode that took a most-visited action."""
+    selfplay = make_selfplay("tictactoe-learned", "env.num_envs=16", "search.num_simulations=8",
+                             f"search.sample_moves={sample_moves}")
+    recorded = []
+    run = selfplay.search.run
+
+    def recording_run(*args, **kwargs):
+        result = run(*args, **kwargs)
+        recorded.append(result)
+        return result
+
+    selfplay.search.run = recording_run
+    greedy, late = 0, 0
+    original_step = selfplay.env.step
+
+    def recording_step(actions):
+        nonlocal greedy, late
+        result = recorded[-1]
+        counts = np.where(selfplay.env.legal_mask(), result.visit_counts, -1)
+        is_best = counts[np.arange(len(actions)), actions] == counts.max(axis=1)
+        mask = selfplay.episode_length >= 1
+        greedy += int(is_best[mask].sum())
+        late += int(mask.sum())
+        return original_step(actions)
+
+    selfplay.env.step = recording_step
+    for _ in range(30):
+        selfplay.step()
+    return greedy / late
+
+
+def test_sample_moves_plays_the_most_visited_action_after_the_opening():
+    assert _late_moves_greedy_fraction(sample_moves=1) == 1.0
+    assert _late_moves_greedy_fraction(sample_moves=0) < 0.95  # temperature 1 samples every move

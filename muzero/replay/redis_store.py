@@ -271,21 +271,21 @@ class RedisReplay:
                 pipe.get(shard.prefix + "fl:" + segment_id)
                 pipe.get(shard.prefix + "rz:" + segment_id)
             replies = pipe.execute()
-            stored = {}
+            bases: dict[str, tuple[Segment, str]] = {}
             for i, segment_id in enumerate(ids):
                 blob, frame_list, targets = replies[3 * i : 3 * i + 3]
                 if blob is None or frame_list is None:
                     return None
-                stored[segment_id] = (codec.stored_segment_from_bytes(blob), frame_list.decode(), targets)
+                bases[segment_id] = (self._decode_segment(blob, targets), frame_list.decode())
             spans = {}
             wanted: set[str] = set()
             for b in rows:
                 _, segment_id, position, _ = draws[b]
-                message, frame_list, _ = stored[segment_id]
-                steps = message.actions.shape[0]
-                start, end = (0, steps) if whole else (position, min(position + self.window_steps, steps))
+                base, frame_list = bases[segment_id]
+                start, end = (0, base.num_steps) if whole else (position, min(position + self.window_steps,
+                                                                                  base.num_steps))
                 hashes = [frame_list[32 * i : 32 * i + 32] for i in range(start, self.frame_stack - 1 + end)]
-                spans[b] = (start, end, hashes)
+                spans[b] = hashes
                 wanted.update(hashes)
             wanted_list = sorted(wanted)
             blobs = shard.client.mget([shard.prefix + "f:" + h for h in wanted_list])
@@ -294,14 +294,15 @@ class RedisReplay:
             frames = {h: self._decode_frame(blob) for h, blob in zip(wanted_list, blobs)}
             for b in rows:
                 _, segment_id, position, _ = draws[b]
-                message, _, targets = stored[segment_id]
-                start, end, hashes = spans[b]
-                windows[b] = self._window(message, targets, np.stack([frames[h] for h in hashes]), start, end,
-                                          position, whole)
+                base = bases[segment_id][0]
+                window = base if whole else base.window(position, self.window_steps)
+                windows[b] = replace(window, observations=np.stack([frames[h] for h in spans[b]]))
         return windows  # type: ignore[return-value]
 
-    def _window(self, message, targets: bytes | None, observations: np.ndarray, start: int, end: int,
-                position: int, whole: bool) -> Segment:
+    def _decode_segment(self, blob: bytes, targets: bytes | None) -> Segment:
+        """A stored segment, freshest targets applied, with stand-in frames that take no memory
+        (the caller puts the frames it read in place)."""
+        message = codec.stored_segment_from_bytes(blob)
         fields = {name: codec.tensor_from_proto(getattr(message, name), f"stored.{name}")
                   for name in ("actions", "rewards", "to_play", "legal_masks", "policies", "root_values")}
         if targets is not None:  # reanalysed: the freshest targets win
@@ -311,17 +312,13 @@ class RedisReplay:
             fields["root_values"] = codec.tensor_from_proto(fresh.root_values, "reanalysed.root_values")
         length = int(message.length)
         steps = fields["actions"].shape[0]
-        # Frames outside [start, end) were not read: stand-ins that take no memory, replaced below.
         placeholder = np.broadcast_to(np.zeros(self.observation_shape, self.observation_dtype),
                                       (self.frame_stack - 1 + steps, *self.observation_shape))
-        segment = Segment(observations=placeholder, length=length, terminated=bool(message.terminated),
-                          bootstrap_value=float(message.bootstrap_value),
-                          bootstrap_to_play=int(message.bootstrap_to_play),
-                          priorities=np.ones(length, dtype=np.float32), model_version=int(message.model_version),
-                          segment_id=message.segment_id, **fields)
-        if not whole:
-            segment = segment.window(position, self.window_steps)
-        return replace(segment, observations=observations)
+        return Segment(observations=placeholder, length=length, terminated=bool(message.terminated),
+                       bootstrap_value=float(message.bootstrap_value),
+                       bootstrap_to_play=int(message.bootstrap_to_play),
+                       priorities=np.ones(length, dtype=np.float32), model_version=int(message.model_version),
+                       segment_id=message.segment_id, **fields)
 
     def _decode_frame(self, blob: bytes) -> np.ndarray:
         try:

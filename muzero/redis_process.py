@@ -1,4 +1,5 @@
-"""Real servers for tests: redis-server processes on loopback, started and stopped here."""
+"""redis-server processes we start ourselves: replay shards for tests, benchmarks and
+``muzero cluster up`` (never the distribution's service)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ def free_port() -> int:
 def redis_server_binary() -> str:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).exists():
-        raise RuntimeError("redis-server is not installed: run `make test` (it installs it) "
-                           "or `apt-get install -y redis-server`")
+        raise RuntimeError("redis-server is not installed: `make test` installs it, "
+                           "or run `apt-get install -y redis-server`")
     return binary
 
 
