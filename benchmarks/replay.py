@@ -124,8 +124,9 @@ def measure(segments: list[Segment], servers: list[RedisServer], frame_shape, dt
         cpu0, redis0, wall0 = time.process_time(), redis_cpu_s(servers), time.perf_counter()
         for _ in range(batches):
             start = time.perf_counter()
-            sampled = store.sample(BATCH, rng)
-            make_batch(sampled.segments, sampled.positions, K, N, 0.997, frame_stack, rng, weights=sampled.weights)
+            sampled = store.sample(BATCH, rng, frames="stack")  # what the replay service does per batch
+            make_batch(sampled.segments, sampled.positions, K, N, 0.997, frame_stack, rng, weights=sampled.weights,
+                       observations=sampled.observations)
             latencies.append(time.perf_counter() - start)
         sample_wall = time.perf_counter() - wall0
         sample_cpu = {"python": (time.process_time() - cpu0) / sample_wall,

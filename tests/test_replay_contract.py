@@ -87,6 +87,13 @@ def test_examples_have_the_targets_of_the_stored_segment(store):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), err_msg=name)
     played = want.policy_mask[:, 1:].copy()
     np.testing.assert_array_equal(got.actions[played[:, :UNROLL]], want.actions[played[:, :UNROLL]])
+    # Reading only the stacked frames gives the same examples.
+    lean = store.sample(64, np.random.default_rng(2), frames="stack")
+    lean_batch = make_batch(lean.segments, lean.positions, UNROLL, TD, 0.9, FRAME_STACK, np.random.default_rng(3),
+                            observations=lean.observations)
+    np.testing.assert_array_equal(lean.keys.segment_ids, sampled.keys.segment_ids)
+    np.testing.assert_array_equal(lean_batch.observations, want.observations)
+    np.testing.assert_allclose(lean_batch.target_values, want.target_values)
 
 
 def test_oldest_segments_are_evicted_first(backend, redis_shards):

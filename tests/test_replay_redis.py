@@ -284,3 +284,20 @@ def test_cli_fsck_reports_clean_then_the_problem(redis_shards):
     assert broken.returncode == 1
     assert "meta transitions 999" in broken.stdout
     store.clear()
+
+
+def test_a_tampered_frame_is_refused_not_inflated(shards):
+    """A frame blob replaced in Redis by a zstd bomb fails the read with a named error."""
+    import zstandard
+
+    from muzero.replay.frames import ZSTD, FrameError
+
+    store = redis_store(shards[:1])
+    rng = np.random.default_rng(13)
+    store.insert(make_segment(rng, steps=4))
+    shard = store.shards[0]
+    for key in shard.client.scan_iter(match=shard.prefix.replace("{", "\\{").replace("}", "\\}") + "f:*"):
+        shard.client.set(key, bytes([ZSTD]) + zstandard.ZstdCompressor().compress(b"\0" * 10_000_000))
+    with pytest.raises(FrameError, match="declares 10000000 bytes"):
+        store.sample(4, rng)
+    store.clear()

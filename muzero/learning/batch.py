@@ -67,11 +67,14 @@ class Batch:
 
 def make_batch(segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int, td_steps: int, discount: float,
                frame_stack: int, rng: np.random.Generator, weights: np.ndarray | None = None,
-               bootstrap_value_fn: BootstrapValueFn | None = None) -> Batch:
+               bootstrap_value_fn: BootstrapValueFn | None = None,
+               observations: np.ndarray | None = None) -> Batch:
     """Assemble one example per (segments[b], positions[b]); ``weights`` defaults to 1.
 
     ``bootstrap_value_fn`` re-evaluates the values n-step targets bootstrap from
-    (see :func:`~muzero.learning.targets.unroll_targets`)."""
+    (see :func:`~muzero.learning.targets.unroll_targets`). ``observations`` (B,
+    *stacked_shape), when a store already read them, are used instead of the
+    segments' frames."""
     positions = np.asarray(positions, dtype=np.int64)
     batch = len(segments)
     if batch == 0:
@@ -84,6 +87,12 @@ def make_batch(segments: Sequence[Segment], positions: np.ndarray, unroll_steps:
     targets = unroll_targets(segments, positions, unroll_steps, td_steps, discount, rng,  # checks positions
                              bootstrap_value_fn=bootstrap_value_fn)
 
+    if observations is not None:
+        if bootstrap_value_fn is not None:
+            raise ValueError("observations: re-evaluating bootstrap values needs the segments' own frames")
+        if observations.shape[0] != batch:
+            raise ValueError(f"observations: expected {batch} examples, got shape {observations.shape}")
+        return _batch(observations, targets, weights, segments, positions)
     frame_shape = segments[0].observations.shape[1:]
     frames = np.empty((batch, frame_stack, *frame_shape), dtype=segments[0].observations.dtype)
     for b, (segment, start) in enumerate(zip(segments, positions)):
@@ -92,8 +101,12 @@ def make_batch(segments: Sequence[Segment], positions: np.ndarray, unroll_steps:
                              f"{segment.frame_stack}, expected {frame_shape} with frame_stack {frame_stack}")
         frames[b] = segment.observations[start : start + frame_stack]
 
+    return _batch(stack_frames(frames), targets, weights, segments, positions)
+
+
+def _batch(observations, targets, weights, segments, positions) -> Batch:
     return Batch(
-        observations=stack_frames(frames),
+        observations=observations,
         actions=targets.actions,
         target_values=targets.values,
         target_rewards=targets.rewards,

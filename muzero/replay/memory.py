@@ -112,7 +112,10 @@ class MemoryReplay:
                       sampled=self._counters["sampled_transitions_total"], stored=self._num_transitions)
 
     def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
-               count: bool = True) -> SampledBatch:
+               count: bool = True, frames: str = "window") -> SampledBatch:
+        """See the protocol; segments are handed out whole, so ``frames`` changes nothing here."""
+        if frames not in ("window", "stack"):
+            raise ValueError(f"frames: must be 'window' or 'stack', got {frames!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         if self._num_transitions == 0:

@@ -31,6 +31,9 @@ class SampledBatch:
     probabilities: np.ndarray  # (B,) float64 probability each transition had of being drawn
     weights: np.ndarray  # (B,) float32 importance weights (N P)^-beta / max over the batch (1 when uniform)
     keys: SampleKeys  # (segment id, owned position) of each example in the store
+    observations: np.ndarray | None = None
+    """(B, *stacked_shape) the stacked observation of each example, when the store read only
+    those frames (``frames="stack"``): then the segments' other frames are stand-ins."""
 
 
 @runtime_checkable
@@ -41,10 +44,12 @@ class ReplayStorage(Protocol):
         segment raises ValueError and stores nothing."""
 
     def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
-               count: bool = True) -> SampledBatch:
+               count: bool = True, frames: str = "window") -> SampledBatch:
         """Draw ``batch_size`` owned transitions with probability proportional to priority^alpha
         (or uniformly); training examples carry the freshest targets stored. ``count`` adds
-        the draws to the sampled total (the rate limiter's)."""
+        the draws to the sampled total (the rate limiter's). ``frames="stack"`` lets a store
+        read only each example's stacked observation (into ``SampledBatch.observations``),
+        for callers that do not re-evaluate bootstrap values from later frames."""
 
     def counts(self) -> Counts:
         """Transitions inserted and sampled so far, and stored now."""

@@ -29,7 +29,7 @@ import numpy as np
 import redis
 
 from muzero.config import ReplayConfig
-from muzero.learning.segment import SampleKeys, Segment
+from muzero.learning.segment import SampleKeys, Segment, stack_frames
 from muzero.replay import codec
 from muzero.replay.frames import FrameCodec, FrameDictionary, FrameError, frame_hash
 from muzero.replay.protocol import SampledBatch
@@ -195,15 +195,18 @@ class RedisReplay:
     # --- reading ----------------------------------------------------------------------------
 
     def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
-               count: bool = True) -> SampledBatch:
+               count: bool = True, frames: str = "window") -> SampledBatch:
         """``batch_size`` windows drawn by priority (or uniformly) across all shards; ``count``
         adds them to the sampled total the rate limiter reads."""
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        if frames not in ("window", "stack"):
+            raise ValueError(f"frames: must be 'window' or 'stack', got {frames!r}")
         for _ in range(MAX_SAMPLE_RETRIES):
             draws, total_mass, total_transitions = self._draw(batch_size, rng, uniform, count)
-            segments = self._read_windows(draws)
-            if segments is not None:
+            read = self._read_windows(draws, stack_only=frames == "stack")
+            if read is not None:
+                segments, observations = read
                 break
         else:
             raise ReplayError(f"sample: segments were evicted under {MAX_SAMPLE_RETRIES} attempts in a row")
@@ -214,15 +217,15 @@ class RedisReplay:
         keys = SampleKeys(segment_ids=np.array([d[1] for d in draws]),
                           positions=np.array([d[2] for d in draws], dtype=np.int64))
         return SampledBatch(segments=segments, positions=np.zeros(batch_size, dtype=np.int64),
-                            probabilities=probabilities, weights=weights, keys=keys)
+                            probabilities=probabilities, weights=weights, keys=keys, observations=observations)
 
     def read_segments(self, count: int, rng: np.random.Generator, *, uniform: bool = True) -> list[Segment]:
         """``count`` whole stored segments (with their frames and freshest targets), for reanalyze."""
         for _ in range(MAX_SAMPLE_RETRIES):
             draws, _, _ = self._draw(count, rng, uniform, False)
-            segments = self._read_windows([(shard, sid, 0, mass) for shard, sid, _, mass in draws], whole=True)
-            if segments is not None:
-                return segments
+            read = self._read_windows([(shard, sid, 0, mass) for shard, sid, _, mass in draws], whole=True)
+            if read is not None:
+                return read[0]
         raise ReplayError(f"read_segments: segments were evicted under {MAX_SAMPLE_RETRIES} attempts in a row")
 
     def _draw(self, count: int, rng: np.random.Generator, uniform: bool, tally: bool) -> tuple[list, float, int]:
@@ -256,12 +259,16 @@ class RedisReplay:
             draws += got
         return draws, float(masses_array.sum()), int(sum(transitions))
 
-    def _read_windows(self, draws: list, whole: bool = False) -> list[Segment] | None:
-        """The windows (or whole segments) of ``draws``; None if any segment is gone."""
+    def _read_windows(self, draws: list, whole: bool = False,
+                      stack_only: bool = False) -> tuple[list[Segment], np.ndarray | None] | None:
+        """The windows (or whole segments) of ``draws``, and with ``stack_only`` the stacked
+        observations (the windows then keep stand-in frames); None if any segment is gone."""
         by_shard: dict[int, list[int]] = {}
         for b, draw in enumerate(draws):
             by_shard.setdefault(draw[0].index, []).append(b)
         windows: list[Segment | None] = [None] * len(draws)
+        stacked = (np.empty((len(draws), self.frame_stack, *self.observation_shape), self.observation_dtype)
+                   if stack_only else None)
         for index, rows in by_shard.items():
             shard = self.shards[index]
             ids = sorted({draws[b][1] for b in rows})
@@ -284,7 +291,8 @@ class RedisReplay:
                 base, frame_list = bases[segment_id]
                 start, end = (0, base.num_steps) if whole else (position, min(position + self.window_steps,
                                                                                   base.num_steps))
-                hashes = [frame_list[32 * i : 32 * i + 32] for i in range(start, self.frame_stack - 1 + end)]
+                last = start + self.frame_stack if stack_only else self.frame_stack - 1 + end
+                hashes = [frame_list[32 * i : 32 * i + 32] for i in range(start, last)]
                 spans[b] = hashes
                 wanted.update(hashes)
             wanted_list = sorted(wanted)
@@ -296,8 +304,14 @@ class RedisReplay:
                 _, segment_id, position, _ = draws[b]
                 base = bases[segment_id][0]
                 window = base if whole else base.window(position, self.window_steps)
-                windows[b] = replace(window, observations=np.stack([frames[h] for h in spans[b]]))
-        return windows  # type: ignore[return-value]
+                if stack_only:
+                    windows[b] = window
+                    for i, h in enumerate(spans[b]):
+                        stacked[b, i] = frames[h]
+                else:
+                    windows[b] = replace(window, observations=np.stack([frames[h] for h in spans[b]]))
+        observations = None if stacked is None else stack_frames(stacked)
+        return windows, observations  # type: ignore[return-value]
 
     def _decode_segment(self, blob: bytes, targets: bytes | None) -> Segment:
         """A stored segment, freshest targets applied, with stand-in frames that take no memory

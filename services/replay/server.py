@@ -125,9 +125,10 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                        SAMPLE_WAIT_CAP_S)
             start = time.perf_counter()
             with self._lock:
-                sampled = self.store.sample(request.batch_size, rng, uniform=request.uniform)
+                sampled = self.store.sample(request.batch_size, rng, uniform=request.uniform, frames="stack")
             batch = make_batch(sampled.segments, sampled.positions, training.unroll_steps, training.td_steps,
-                               training.discount, self.config.env.frame_stack, rng, weights=sampled.weights)
+                               training.discount, self.config.env.frame_stack, rng, weights=sampled.weights,
+                               observations=sampled.observations)
             message = training_batch_to_proto(batch, sampled.keys,
                                               np.array([s.model_version for s in sampled.segments], dtype=np.int64))
             self.latency.labels("Sample").observe(time.perf_counter() - start)
