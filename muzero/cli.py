@@ -136,6 +136,27 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    import grpc
+
+    from muzero.checkpoint import CheckpointError
+    from muzero.client import CheckpointClient
+
+    started = time.monotonic()
+    with CheckpointClient(args.server, timeout_s=args.timeout) as client:
+        try:
+            path = client.pull(args.out, version=args.version)
+        except CheckpointError as error:
+            print(f"muzero: {error}", file=sys.stderr)
+            return 1
+        except grpc.RpcError as error:
+            print(f"muzero: {args.server}: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    size = path.stat().st_size
+    print(f"{path} ({size / 2**20:.1f} MiB, verified) in {time.monotonic() - started:.2f} s")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.service == "replay":
         from services.replay.main import main as serve_replay
@@ -211,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=["replay"])
     serve.add_argument("options", nargs=argparse.REMAINDER, help="the service's own options (see --help)")
     serve.set_defaults(func=cmd_serve)
+
+    checkpoint = commands.add_parser("checkpoint", help="pull a checkpoint from a learner's checkpoint service")
+    checkpoint.add_argument("action", choices=["pull"])
+    checkpoint.add_argument("--server", required=True, metavar="HOST:PORT", help="the learner's checkpoint service")
+    checkpoint.add_argument("--version", type=int, default=0, help="version to pull (default: the latest)")
+    checkpoint.add_argument("--out", required=True, help="folder to write step_N.safetensors and .json into")
+    checkpoint.add_argument("--timeout", type=float, default=30.0, help="seconds per call before retrying")
+    checkpoint.set_defaults(func=cmd_checkpoint)
 
     replay = commands.add_parser("replay", help="inspect a Redis replay store: fsck (consistency) or stats")
     replay.add_argument("action", choices=["fsck", "stats"])
