@@ -142,3 +142,28 @@ def test_make_batch_stacks_frames_and_carries_keys_and_weights():
     assert tuple(torch_batch.observations.shape) == (2, 6)
     with pytest.raises(ValueError, match="frame_stack"):
         make_batch([segment], np.array([0]), 2, 1, 1.0, 2, rng)
+
+
+def test_bootstrap_terms_rebuild_the_target_network_targets():
+    """Ready targets + scale * (v - stored) equal targets computed with the value function."""
+    from muzero.learning.targets import bootstrap_terms
+    from tests.factories import random_segment
+
+    rng = np.random.default_rng(0)
+    segments = [random_segment(rng, num_actions=3, frame_shape=(2,), frame_stack=2, steps=int(rng.integers(3, 15)),
+                               terminated=bool(rng.integers(2))) for _ in range(20)]
+    positions = np.array([rng.integers(0, s.length) for s in segments])
+
+    def value_fn(observations):
+        return observations.reshape(len(observations), -1).sum(axis=1).astype(np.float32)
+
+    K, n, discount = 3, 4, 0.9
+    plain = unroll_targets(segments, positions, K, n, discount, np.random.default_rng(1))
+    refreshed = unroll_targets(segments, positions, K, n, discount, np.random.default_rng(1),
+                               bootstrap_value_fn=value_fn)
+    terms = bootstrap_terms(segments, positions, K, n, discount)
+    assert terms.mask.any() and not terms.mask.all()
+    values = value_fn(terms.observations.reshape(-1, *terms.observations.shape[2:])).reshape(terms.mask.shape)
+    rebuilt = plain.values + np.where(terms.mask, terms.scale * (values - terms.stored_values), 0.0)
+    np.testing.assert_allclose(rebuilt, refreshed.values, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(plain.values, refreshed.values)

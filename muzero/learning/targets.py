@@ -214,3 +214,40 @@ def _refresh_bootstrap_values(segments: Sequence[Segment], positions: np.ndarray
     if values.shape != (rows.size,):
         raise ValueError(f"bootstrap_value_fn: expected {rows.size} values, got shape {values.shape}")
     root_values[rows, columns] = values
+
+
+@dataclass(frozen=True)
+class BootstrapTerms:
+    """Where value targets bootstrap from a stored root value, and how much it weighs.
+
+    ``target = stored_target + scale * (v - stored_value)`` wherever ``mask``: so a
+    learner that receives ready targets (from the replay service) can swap in the
+    value ``v`` its target network gives ``observations`` (the cheap half of
+    reanalyze) without the segments."""
+
+    mask: np.ndarray  # (B, K+1) bool: position k's target reads the root value at t+k+n
+    scale: np.ndarray  # (B, K+1) float32: discount^n times the two-player sign
+    stored_values: np.ndarray  # (B, K+1) float32: the root value it read
+    observations: np.ndarray  # (B, K+1, *stacked_shape): the stacked observation at t+k+n (zeros off mask)
+
+
+def bootstrap_terms(segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int, td_steps: int,
+                    discount: float) -> BootstrapTerms:
+    positions = np.asarray(positions, dtype=np.int64)
+    batch, num_positions = len(segments), unroll_steps + 1
+    stacked_shape = segments[0].stacked_observation(0).shape
+    mask = np.zeros((batch, num_positions), dtype=bool)
+    scale = np.zeros((batch, num_positions), dtype=np.float32)
+    stored = np.zeros((batch, num_positions), dtype=np.float32)
+    observations = np.zeros((batch, num_positions, *stacked_shape), dtype=segments[0].observations.dtype)
+    for b, (segment, start) in enumerate(zip(segments, positions)):
+        for k in range(num_positions):
+            at = int(start) + k + td_steps
+            if at >= segment.num_steps:
+                break
+            mask[b, k] = True
+            same_player = segment.to_play[at] == segment.to_play[start + k]
+            scale[b, k] = discount**td_steps * (1.0 if same_player else -1.0)
+            stored[b, k] = segment.root_values[at]
+            observations[b, k] = segment.stacked_observation(at)
+    return BootstrapTerms(mask=mask, scale=scale, stored_values=stored, observations=observations)
