@@ -18,6 +18,7 @@ from muzero import config as config_module
 from muzero.grpc_util import check_health, make_channel, make_server
 from muzero.learning.batch import make_batch
 from muzero.learning.segment import SampleKeys
+from muzero.learning.targets import bootstrap_terms
 from muzero.replay import codec
 from muzero.replay.client import ReplayClient, SegmentWriter
 from muzero.replay.factory import EnvSpec, build_store
@@ -99,6 +100,16 @@ def test_health_and_append_sample_update_round_trip(replay):
         np.testing.assert_allclose(batch.target_values, want.target_values, rtol=1e-6)
         np.testing.assert_allclose(batch.target_policies, want.target_policies)
         np.testing.assert_array_equal(batch.model_versions, [s.model_version for s in originals])
+
+        (with_terms,) = client.sample(batch_size=16, bootstrap_observations=True)
+        originals = [segments[str(i)] for i in with_terms.keys.segment_ids]
+        terms = bootstrap_terms(originals, with_terms.keys.positions, training.unroll_steps, training.td_steps,
+                                training.discount)
+        assert with_terms.bootstrap is not None and with_terms.bootstrap.mask.any()
+        np.testing.assert_array_equal(with_terms.bootstrap.mask, terms.mask)
+        np.testing.assert_array_equal(with_terms.bootstrap.observations, terms.observations)
+        np.testing.assert_allclose(with_terms.bootstrap.scale, terms.scale)
+        assert batch.bootstrap is None
 
         ack = client.update_priorities(batch.keys, np.full(32, 2.0, dtype=np.float32))
         assert (ack.updated, ack.stale) == (32, 0)

@@ -25,6 +25,7 @@ import numpy as np
 
 from muzero.grpc_util import make_channel
 from muzero.learning.segment import SampleKeys, Segment
+from muzero.learning.targets import BootstrapTerms
 from muzero.replay import codec
 from muzero.v1 import replay_pb2, replay_pb2_grpc
 
@@ -188,6 +189,7 @@ class TrainingBatchArrays:
     weights: np.ndarray
     keys: SampleKeys
     model_versions: np.ndarray
+    bootstrap: BootstrapTerms | None = None  # when asked for (bootstrap_observations=True)
 
 
 def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> TrainingBatchArrays:
@@ -196,7 +198,15 @@ def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> TrainingBatc
                            "value_mask", "reward_mask", "policy_mask", "weights", "model_versions")}
     positions = codec.tensor_from_proto(message.positions, "positions", dtype="int64")
     keys = SampleKeys(segment_ids=np.array(list(message.segment_ids)), positions=positions)
-    return TrainingBatchArrays(keys=keys, **fields)
+    bootstrap = None
+    if message.HasField("bootstrap_mask"):
+        bootstrap = BootstrapTerms(
+            mask=codec.tensor_from_proto(message.bootstrap_mask, "bootstrap_mask", dtype="bool"),
+            scale=codec.tensor_from_proto(message.bootstrap_scale, "bootstrap_scale", dtype="float32"),
+            stored_values=codec.tensor_from_proto(message.bootstrap_stored_values, "bootstrap_stored_values",
+                                                  dtype="float32"),
+            observations=codec.tensor_from_proto(message.bootstrap_observations, "bootstrap_observations"))
+    return TrainingBatchArrays(keys=keys, bootstrap=bootstrap, **fields)
 
 
 class ReplayClient:
@@ -218,8 +228,9 @@ class ReplayClient:
         self.close()
 
     def sample(self, batch_size: int, num_batches: int = 1, uniform: bool = False,
-               timeout_s: float | None = None) -> Iterator[TrainingBatchArrays]:
-        request = replay_pb2.SampleRequest(batch_size=batch_size, num_batches=num_batches, uniform=uniform)
+               timeout_s: float | None = None, bootstrap_observations: bool = False) -> Iterator[TrainingBatchArrays]:
+        request = replay_pb2.SampleRequest(batch_size=batch_size, num_batches=num_batches, uniform=uniform,
+                                           bootstrap_observations=bootstrap_observations)
         for message in self._stub.Sample(request, timeout=timeout_s or self.timeout_s * num_batches):
             yield training_batch_from_proto(message)
 

@@ -105,17 +105,19 @@ class AppendAck(_message.Message):
     def __init__(self, segment_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class SampleRequest(_message.Message):
-    __slots__ = ("batch_size", "num_batches", "uniform")
+    __slots__ = ("batch_size", "num_batches", "uniform", "bootstrap_observations")
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     NUM_BATCHES_FIELD_NUMBER: _ClassVar[int]
     UNIFORM_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     batch_size: int
     num_batches: int
     uniform: bool
-    def __init__(self, batch_size: _Optional[int] = ..., num_batches: _Optional[int] = ..., uniform: _Optional[bool] = ...) -> None: ...
+    bootstrap_observations: bool
+    def __init__(self, batch_size: _Optional[int] = ..., num_batches: _Optional[int] = ..., uniform: _Optional[bool] = ..., bootstrap_observations: _Optional[bool] = ...) -> None: ...
 
 class TrainingBatch(_message.Message):
-    __slots__ = ("observations", "actions", "target_values", "target_rewards", "target_policies", "value_mask", "reward_mask", "policy_mask", "weights", "segment_ids", "positions", "model_versions")
+    __slots__ = ("observations", "actions", "target_values", "target_rewards", "target_policies", "value_mask", "reward_mask", "policy_mask", "weights", "segment_ids", "positions", "model_versions", "bootstrap_mask", "bootstrap_scale", "bootstrap_stored_values", "bootstrap_observations")
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     TARGET_VALUES_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +130,10 @@ class TrainingBatch(_message.Message):
     SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_MASK_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_SCALE_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_STORED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    BOOTSTRAP_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     observations: Tensor
     actions: Tensor
     target_values: Tensor
@@ -140,7 +146,11 @@ class TrainingBatch(_message.Message):
     segment_ids: _containers.RepeatedScalarFieldContainer[str]
     positions: Tensor
     model_versions: Tensor
-    def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., target_values: _Optional[_Union[Tensor, _Mapping]] = ..., target_rewards: _Optional[_Union[Tensor, _Mapping]] = ..., target_policies: _Optional[_Union[Tensor, _Mapping]] = ..., value_mask: _Optional[_Union[Tensor, _Mapping]] = ..., reward_mask: _Optional[_Union[Tensor, _Mapping]] = ..., policy_mask: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., segment_ids: _Optional[_Iterable[str]] = ..., positions: _Optional[_Union[Tensor, _Mapping]] = ..., model_versions: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    bootstrap_mask: Tensor
+    bootstrap_scale: Tensor
+    bootstrap_stored_values: Tensor
+    bootstrap_observations: Tensor
+    def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., target_values: _Optional[_Union[Tensor, _Mapping]] = ..., target_rewards: _Optional[_Union[Tensor, _Mapping]] = ..., target_policies: _Optional[_Union[Tensor, _Mapping]] = ..., value_mask: _Optional[_Union[Tensor, _Mapping]] = ..., reward_mask: _Optional[_Union[Tensor, _Mapping]] = ..., policy_mask: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., segment_ids: _Optional[_Iterable[str]] = ..., positions: _Optional[_Union[Tensor, _Mapping]] = ..., model_versions: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_mask: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_scale: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_stored_values: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_observations: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class PriorityUpdate(_message.Message):
     __slots__ = ("segment_ids", "positions", "priorities")

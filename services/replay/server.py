@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from muzero.config import ExperimentConfig
 from muzero.learning.batch import make_batch
 from muzero.learning.segment import SampleKeys
+from muzero.learning.targets import bootstrap_terms
 from muzero.replay import codec
 from muzero.replay.factory import EnvSpec
 from muzero.replay.memory import MemoryReplay
@@ -124,13 +125,21 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
             self._wait(context, lambda: self.limiter.can_sample(self._counts(), request.batch_size), "sample",
                        SAMPLE_WAIT_CAP_S)
             start = time.perf_counter()
+            frames = "window" if request.bootstrap_observations else "stack"
             with self._lock:
-                sampled = self.store.sample(request.batch_size, rng, uniform=request.uniform, frames="stack")
+                sampled = self.store.sample(request.batch_size, rng, uniform=request.uniform, frames=frames)
             batch = make_batch(sampled.segments, sampled.positions, training.unroll_steps, training.td_steps,
                                training.discount, self.config.env.frame_stack, rng, weights=sampled.weights,
                                observations=sampled.observations)
             message = training_batch_to_proto(batch, sampled.keys,
                                               np.array([s.model_version for s in sampled.segments], dtype=np.int64))
+            if request.bootstrap_observations:
+                terms = bootstrap_terms(sampled.segments, sampled.positions, training.unroll_steps,
+                                        training.td_steps, training.discount)
+                codec.tensor_to_proto(terms.mask, message.bootstrap_mask)
+                codec.tensor_to_proto(terms.scale, message.bootstrap_scale)
+                codec.tensor_to_proto(terms.stored_values, message.bootstrap_stored_values)
+                codec.tensor_to_proto(terms.observations, message.bootstrap_observations)
             self.latency.labels("Sample").observe(time.perf_counter() - start)
             self.sampled.inc(request.batch_size)
             yield message
