@@ -158,11 +158,9 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if args.service == "replay":
-        from services.replay.main import main as serve_replay
+    import importlib
 
-        return serve_replay(args.options)
-    raise AssertionError(args.service)
+    return importlib.import_module(f"services.{args.service}.main").main(args.options)
 
 
 def _replay_store(args: argparse.Namespace):
@@ -229,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run a service (the same as python -m services.<name>)",
                                 add_help=False)
-    serve.add_argument("service", choices=["replay"])
+    serve.add_argument("service", choices=["replay", "learner", "actor"])
     serve.add_argument("options", nargs=argparse.REMAINDER, help="the service's own options (see --help)")
     serve.set_defaults(func=cmd_serve)
 

@@ -1,0 +1,86 @@
+"""The shell every service shares: config from file + environment, JSON logs, signals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+from muzero import config as config_module
+
+
+class ServiceState:
+    """What structured log lines carry besides the message: the service and the model version."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.model_version: int | None = None
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, state: ServiceState):
+        super().__init__()
+        self.state = state
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+                "service": self.state.service, "level": record.levelname, "logger": record.name,
+                "model_version": self.state.model_version, "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(service: str) -> ServiceState:
+    state = ServiceState(service)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(state))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("MUZERO_LOG_LEVEL", "INFO"))
+    return state
+
+
+def base_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=env.get("MUZERO_CONFIG", "cartpole"),
+                        help="preset name or TOML file (env MUZERO_CONFIG)")
+    parser.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                        help="config override, repeatable (env MUZERO_SET, ';'-separated)")
+    parser.add_argument("--host", default=env.get("MUZERO_HOST", "0.0.0.0"), help="address to listen on")
+    parser.add_argument("--metrics-port", type=int, default=int(env.get("MUZERO_METRICS_PORT", 9100)),
+                        help="Prometheus /metrics port, 0: off (env MUZERO_METRICS_PORT)")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.set is None:
+        args.set = [s for s in os.environ.get("MUZERO_SET", "").split(";") if s.strip()]
+    return args
+
+
+def load_config(args: argparse.Namespace, extra: list[str] = ()) -> config_module.ExperimentConfig:
+    return config_module.load(args.config, [*args.set, *extra])
+
+
+def redis_overrides(urls_text: str) -> list[str]:
+    urls = [u.strip() for u in urls_text.split(",") if u.strip()]
+    if not urls:
+        return []
+    return ["replay.backend=redis", "replay.redis_urls=[" + ", ".join(f'"{u}"' for u in urls) + "]"]
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (the graceful-stop request)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
