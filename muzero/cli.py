@@ -157,6 +157,54 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from muzero.cluster import Cluster, status
+
+    if args.action == "status":
+        run_dir = args.run_dir or _latest_cluster_dir()
+        if run_dir is None:
+            print("muzero: no cluster run folder found (runs/cluster-*); pass --run-dir", file=sys.stderr)
+            return 1
+        rows = status(run_dir)
+        print(f"{'service':14s} {'pid':>7s} {'alive':5s} {'health':11s} {'version':>7s}  rate")
+        for row in rows:
+            rate = "-" if row["rate_per_s"] is None else f"{row['rate_per_s']:,.1f}/s ({row['rate_name']})"
+            version = "-" if row["model_version"] is None else str(row["model_version"])
+            print(f"{row['name']:14s} {row['pid'] or '-':>7} {str(row['alive']):5s} {row['health']:11s} "
+                  f"{version:>7s}  {rate}")
+        return 0 if all(row["alive"] for row in rows) else 1
+    config_module.load(args.preset, args.set or [])  # a bad config fails here, before anything starts
+    run_dir = args.run_dir or f"runs/cluster-{time.strftime('%Y%m%d-%H%M%S')}"
+    cluster = Cluster(args.preset, args.set or [], run_dir, actors=args.actors, reanalyze=args.reanalyze,
+                      shards=args.shards, redis_persistence=args.redis_persistence)
+    print(f"starting {args.shards} redis shards, replay, learner, {args.actors} actors, {args.reanalyze} reanalyze "
+          f"in {cluster.run_dir}")
+    try:
+        cluster.start()
+        print(f"checkpoint service: {cluster.checkpoint_target}   replay service: {cluster.replay_target}")
+        for service in cluster.layout.services:
+            print(f"  {service.name:14s} metrics {service.metrics_url}   log {service.log}")
+        print("Ctrl-C stops everything; `muzero cluster status` shows health, versions and rates.", flush=True)
+        while all(p.poll() is None for p in cluster.processes.values()):
+            time.sleep(0.5)
+        dead = [name for name, p in cluster.processes.items() if p.poll() is not None]
+        print(f"muzero: {', '.join(dead)} exited; stopping the cluster", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping...", flush=True)
+        return 0
+    finally:
+        codes = cluster.stop()
+        print("stopped: " + ", ".join(f"{name} {code}" for name, code in codes.items()))
+
+
+def _latest_cluster_dir() -> str | None:
+    from pathlib import Path
+
+    found = sorted(Path("runs").glob("cluster-*/cluster.json"))
+    return str(found[-1].parent) if found else None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import importlib
 
@@ -227,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run a service (the same as python -m services.<name>)",
                                 add_help=False)
-    serve.add_argument("service", choices=["replay", "learner", "actor"])
+    serve.add_argument("service", choices=["replay", "learner", "actor", "reanalyze"])
     serve.add_argument("options", nargs=argparse.REMAINDER, help="the service's own options (see --help)")
     serve.set_defaults(func=cmd_serve)
 
@@ -238,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("--out", required=True, help="folder to write step_N.safetensors and .json into")
     checkpoint.add_argument("--timeout", type=float, default=30.0, help="seconds per call before retrying")
     checkpoint.set_defaults(func=cmd_checkpoint)
+
+    cluster = commands.add_parser("cluster", help="run every service as processes on this machine, or check them")
+    cluster.add_argument("action", choices=["up", "status"])
+    cluster.add_argument("preset", nargs="?", default="cartpole", help="up: preset name or TOML file")
+    cluster.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, repeatable")
+    cluster.add_argument("--actors", type=int, default=2)
+    cluster.add_argument("--reanalyze", type=int, default=1)
+    cluster.add_argument("--shards", type=int, default=2, help="Redis shards")
+    cluster.add_argument("--redis-persistence", action="store_true", help="append-only files for the shards")
+    cluster.add_argument("--run-dir", help="up: where logs, checkpoints and shards go; status: the run to check")
+    cluster.set_defaults(func=cmd_cluster)
 
     replay = commands.add_parser("replay", help="inspect a Redis replay store: fsck (consistency) or stats")
     replay.add_argument("action", choices=["fsck", "stats"])

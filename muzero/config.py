@@ -227,6 +227,22 @@ class ReplayConfig:
 
 
 @dataclass(frozen=True)
+class ReanalyzeConfig:
+    fraction: float = 0.5
+    """Target share of sampled training transitions whose segment was reanalysed since it
+    was stored: workers pause while reanalysed transitions >= fraction x sampled ones."""
+    segments_per_round: int = 8
+    """Segments read from replay per round."""
+    search_batch: int = 256
+    """Roots searched at once."""
+
+    def validate(self) -> None:
+        _require(0 <= self.fraction <= 1, "reanalyze.fraction", "must be in [0, 1]")
+        _require(self.segments_per_round >= 1, "reanalyze.segments_per_round", "must be >= 1")
+        _require(self.search_batch >= 1, "reanalyze.search_batch", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -234,10 +250,11 @@ class ExperimentConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    reanalyze: ReanalyzeConfig = field(default_factory=ReanalyzeConfig)
 
     def validate(self) -> None:
         _require(bool(self.name), "name", "must not be empty")
-        for section in (self.env, self.network, self.search, self.training, self.replay):
+        for section in (self.env, self.network, self.search, self.training, self.replay, self.reanalyze):
             section.validate()
 
     def to_dict(self) -> dict[str, Any]:

@@ -180,6 +180,8 @@ class MemoryReplay:
         stored.segment = fresh
         stored.targets_version = model_version
         self._counters["reanalysed_writes_total"] = self._counters.get("reanalysed_writes_total", 0) + 1
+        self._counters["reanalysed_transitions_total"] = (self._counters.get("reanalysed_transitions_total", 0)
+                                                          + fresh.length)
         return True
 
     def fsck(self) -> list[str]:

@@ -190,7 +190,8 @@ class RedisReplay:
         if model_version < 0:
             raise ValueError(f"model_version: must be >= 0, got {model_version}")
         message = codec.targets_to_proto(segment_id, policies, root_values, model_version)
-        return bool(shard.call("write_targets", segment_id, message.SerializeToString(), int(model_version)))
+        return bool(shard.call("write_targets", segment_id, message.SerializeToString(), int(model_version),
+                               int(stored.length)))
 
     # --- reading ----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
--- ARGV: P, id, ReanalysedTargets blob, model version. Returns 1 stored, 0 if the
+-- ARGV: P, id, ReanalysedTargets blob, model version, steps. Returns 1 stored, 0 if the
 -- segment is gone (evicted) or already holds targets from a newer version.
 local id, blob, version = ARGV[2], ARGV[3], tonumber(ARGV[4])
 if redis.call('EXISTS', P .. 'seg:' .. id) == 0 then return 0 end
@@ -9,4 +9,5 @@ redis.call('SET', P .. 'rz:' .. id, blob)
 redis.call('HSET', P .. 'rzversion', id, version)
 redis.call('HINCRBY', META, 'bytes', #blob - old)
 redis.call('HINCRBY', META, 'reanalysed_writes_total', 1)
+redis.call('HINCRBY', META, 'reanalysed_transitions_total', tonumber(ARGV[5]))
 return 1

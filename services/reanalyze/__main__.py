@@ -1,0 +1,5 @@
+import sys
+
+from services.reanalyze.main import main
+
+sys.exit(main())

@@ -1,0 +1,127 @@
+"""``python -m services.reanalyze`` / ``muzero serve reanalyze``: refresh stored targets.
+
+Each round reads ``reanalyze.segments_per_round`` segments from the replay service
+(uniformly over transitions), searches every step again with the newest checkpoint
+(``reanalyze.search_batch`` roots at once) and writes the policies and root values
+back, tagged with that checkpoint's version. Workers pace themselves so that
+reanalysed transitions stay near ``reanalyze.fraction`` of the transitions the
+learner samples. SIGTERM: finish the round, exit.
+
+Environment: MUZERO_CONFIG, MUZERO_SET, MUZERO_REPLAY_ADDR, MUZERO_LEARNER_ADDR,
+MUZERO_WORKER_ID, MUZERO_METRICS_PORT.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from muzero.checkpoint import load_checkpoint
+from muzero.client import CheckpointClient
+from muzero.learning.segment import stacked_observation_shape
+from muzero.nn.networks import build_network
+from muzero.reanalyze import Reanalyzer
+from muzero.replay.client import ReplayClient
+from muzero.replay.factory import EnvSpec
+from services.actor.main import WeightsFollower, wait_for_first_checkpoint
+from services.common import base_parser, configure_logging, load_config, parse, stop_on_signals
+
+
+def main(argv: list[str] | None = None) -> int:
+    env = os.environ
+    parser = base_parser("python -m services.reanalyze", __doc__)
+    parser.add_argument("--replay", default=env.get("MUZERO_REPLAY_ADDR", "127.0.0.1:50051"))
+    parser.add_argument("--learner", default=env.get("MUZERO_LEARNER_ADDR", "127.0.0.1:50052"))
+    parser.add_argument("--worker-id", type=int, default=int(env.get("MUZERO_WORKER_ID", 0)))
+    args = parse(parser, argv)
+    state = configure_logging("reanalyze")
+    log = logging.getLogger("muzero.reanalyze")
+    try:
+        config = load_config(args)
+        config.reanalyze.validate()
+    except Exception as error:
+        print(f"reanalyze: bad config: {error}", file=sys.stderr)
+        return 2
+    if config.search.model != "learned":
+        print("reanalyze: search.model must be 'learned' (segments keep observations, not game states)",
+              file=sys.stderr)
+        return 2
+    stop = stop_on_signals()
+    registry = CollectorRegistry()
+    rounds = Counter("muzero_reanalyze_rounds_total", "Rounds of read, search, write", registry=registry)
+    transitions = Counter("muzero_reanalyze_transitions_total", "Steps searched again", registry=registry)
+    written = Counter("muzero_reanalyze_segments_written_total", "Segments whose targets were refreshed",
+                      registry=registry)
+    gone = Counter("muzero_reanalyze_segments_gone_total", "Segments evicted before their targets were written",
+                   registry=registry)
+    simulations = Counter("muzero_reanalyze_simulations_total", "Search simulations run", registry=registry)
+    version_gauge = Gauge("muzero_reanalyze_model_version", "Version searching now", registry=registry)
+    lag = Gauge("muzero_reanalyze_version_lag", "Newest announced version minus the version searching",
+                registry=registry)
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.host, registry=registry)
+
+    spec = EnvSpec.of(config)
+    checkpoints = CheckpointClient(args.learner)
+    info = wait_for_first_checkpoint(checkpoints, stop)
+    if info is None:
+        return 0
+    cache = tempfile.mkdtemp(prefix="muzero-reanalyze-")
+    checkpoint = load_checkpoint(checkpoints.pull(cache, version=info.version))
+    network = build_network(config.network, stacked_observation_shape(spec.observation_shape, config.env.frame_stack),
+                            spec.num_actions)
+    network.load_state_dict(checkpoint.state_dict)
+    version = checkpoint.version
+    state.model_version = version
+    version_gauge.set(version)
+    follower = WeightsFollower(checkpoints, cache, version, stop)
+    reanalyzer = Reanalyzer(config, network, spec.num_actions, spec.num_players,
+                            batch_size=config.reanalyze.search_batch, seed=config.training.seed + 7919 * (args.worker_id + 1))
+    replay = ReplayClient(args.replay)
+    print(f"reanalyze {args.worker_id}: searching with version {version}", flush=True)
+    fraction = config.reanalyze.fraction
+    try:
+        while not stop.is_set():
+            fresh = follower.take()
+            if fresh is not None:
+                network.load_state_dict(fresh[0])
+                version = fresh[1]
+                state.model_version = version
+                version_gauge.set(version)
+            lag.set(max(follower._after - version, 0))
+            try:
+                totals = replay.stats().totals
+                if totals.get("transitions", totals.get("num_transitions", 0)) == 0 or \
+                        totals.get("reanalysed_transitions_total", 0) >= fraction * totals.get(
+                            "sampled_transitions_total", 0):
+                    stop.wait(0.2)  # ahead of the learner (or nothing stored yet): let it catch up
+                    continue
+                segments = replay.read_segments(config.reanalyze.segments_per_round, num_actions=spec.num_actions,
+                                                frame_shape=spec.observation_shape,
+                                                frame_stack=config.env.frame_stack, experiment=config.name)
+            except grpc.RpcError as error:
+                log.warning("replay unavailable (%s); retrying", error.code().name)
+                stop.wait(1.0)
+                continue
+            before = reanalyzer.simulations
+            for targets in reanalyzer.run(segments):
+                try:
+                    stored = replay.write_targets(targets.segment_id, targets.policies, targets.root_values, version)
+                except grpc.RpcError as error:
+                    log.warning("writing targets failed (%s)", error.code().name)
+                    continue
+                (written if stored else gone).inc()
+            rounds.inc()
+            transitions.inc(sum(s.num_steps for s in segments))
+            simulations.inc(reanalyzer.simulations - before)
+    finally:
+        replay.close()
+        checkpoints.close()
+        log.info("stopped")
+    return 0
