@@ -174,6 +174,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                   f"{version:>7s}  {rate}")
         return 0 if all(row["alive"] for row in rows) else 1
     config_module.load(args.preset, args.set or [])  # a bad config fails here, before anything starts
+    import signal
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # `kill` and `timeout` stop the cluster as Ctrl-C does
     run_dir = args.run_dir or f"runs/cluster-{time.strftime('%Y%m%d-%H%M%S')}"
     cluster = Cluster(args.preset, args.set or [], run_dir, actors=args.actors, reanalyze=args.reanalyze,
                       shards=args.shards, redis_persistence=args.redis_persistence)

@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from muzero.redis_process import RedisServer, free_port
+from muzero.redis_process import RedisServer, _die_with_parent, free_port
 
 STOP_ORDER = ("actor", "reanalyze", "learner", "replay")
 
@@ -93,9 +93,11 @@ class Cluster:
         add("learner", "learner", learner_port, MUZERO_LEARNER_PORT=str(learner_port),
             MUZERO_RUN_DIR=str(self.run_dir / "learner"))
         for i in range(actors):
-            add(f"actor-{i}", "actor", None, MUZERO_ACTOR_ID=str(i))
+            port = free_port()
+            add(f"actor-{i}", "actor", port, MUZERO_ACTOR_ID=str(i), MUZERO_HEALTH_PORT=str(port))
         for i in range(reanalyze):
-            add(f"reanalyze-{i}", "reanalyze", None, MUZERO_WORKER_ID=str(i))
+            port = free_port()
+            add(f"reanalyze-{i}", "reanalyze", port, MUZERO_WORKER_ID=str(i), MUZERO_HEALTH_PORT=str(port))
 
     def _folder(self, name: str) -> Path:
         folder = self.run_dir / name
@@ -123,7 +125,7 @@ class Cluster:
         log = open(service.log, "ab")
         process = subprocess.Popen([sys.executable, "-m", f"services.{service.kind}"],
                                    env={**os.environ, **service.env}, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=Path(__file__).resolve().parent.parent)
+                                   cwd=Path(__file__).resolve().parent.parent, preexec_fn=_die_with_parent)
         log.close()
         service.pid = process.pid
         self.processes[name] = process

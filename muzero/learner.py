@@ -82,7 +82,8 @@ class Learner:
             target_values = refreshed_targets(target_values, batch.bootstrap, self.target.values)
 
         def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+            # Arrays decoded from the wire are read-only views of the message: torch needs its own.
+            return torch.from_numpy(np.require(array, requirements=["C", "W"])).to(self.device)
 
         torch_batch = TorchBatch(
             observations=tensor(batch.observations), actions=tensor(batch.actions),

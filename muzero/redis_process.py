@@ -13,6 +13,17 @@ from pathlib import Path
 import redis
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when whoever started it dies, so no server outlives its owner (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -47,7 +58,8 @@ class RedisServer:
                 "--dir", str(self.directory), "--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction",
                 "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
                 "--protected-mode", "no", "--daemonize", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        preexec_fn=_die_with_parent)
         client = self.client()
         deadline = time.monotonic() + timeout_s
         while True:  # wait until it answers (loading an AOF can take a moment)

@@ -68,7 +68,8 @@ class Rejected:
 class SegmentWriter:
     """Append segments over one long-lived stream, re-sending unacknowledged ones after a reconnect."""
 
-    def __init__(self, target: str, experiment: str, max_inflight: int = 64):
+    def __init__(self, target: str, experiment: str, max_inflight: int = 64, ack_log: str | None = None):
+        """``ack_log``: a file to append each acknowledged segment id to (audits and tests)."""
         if max_inflight < 1:
             raise ValueError(f"max_inflight: must be >= 1, got {max_inflight}")
         self.target = target
@@ -82,6 +83,7 @@ class SegmentWriter:
         self.duplicates = 0
         self.reconnects = 0
         self.rejected: list[Rejected] = []
+        self._ack_log = open(ack_log, "a", buffering=1) if ack_log else None
         self._channel = make_channel(target)
         self._stub = replay_pb2_grpc.ReplayServiceStub(self._channel)
         self._thread = threading.Thread(target=self._run, name="segment-writer", daemon=True)
@@ -124,6 +126,8 @@ class SegmentWriter:
             self._condition.notify_all()
         self._channel.close()
         self._thread.join(timeout=5)
+        if self._ack_log is not None:
+            self._ack_log.close()
         return left
 
     def _requests(self, outbox: queue.Queue) -> Iterator[replay_pb2.Segment]:
@@ -149,6 +153,8 @@ class SegmentWriter:
                         if self._pending.pop(ack.segment_id, None) is not None:
                             self.acknowledged += 1
                             self.duplicates += int(ack.duplicate)
+                            if self._ack_log is not None:
+                                self._ack_log.write(ack.segment_id + "\n")
                         self._condition.notify_all()
                     delays = backoff_delays()
             except grpc.RpcError as error:

@@ -9,7 +9,8 @@ Every segment records the version that played it. SIGTERM: cut what is pending
 into segments, wait for them to be acknowledged (10 s), exit.
 
 Environment: MUZERO_CONFIG, MUZERO_SET, MUZERO_REPLAY_ADDR, MUZERO_LEARNER_ADDR
-(checkpoint service), MUZERO_ACTOR_ID (seeds differ per actor), MUZERO_METRICS_PORT.
+(checkpoint service), MUZERO_ACTOR_ID (seeds differ per actor), MUZERO_METRICS_PORT,
+MUZERO_ACK_LOG (optional: a file that gets each acknowledged segment id, for audits).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from muzero.nn.networks import build_network
 from muzero.replay.client import SegmentWriter, backoff_delays
 from muzero.replay.factory import EnvSpec
 from muzero.selfplay import SelfPlay
+from grpc_health.v1 import health_pb2
+
+from muzero.grpc_util import add_health, make_server
 from services.common import base_parser, configure_logging, load_config, parse, stop_on_signals
 
 
@@ -86,6 +90,9 @@ def wait_for_first_checkpoint(client: CheckpointClient, stop: threading.Event):
     return None
 
 
+HEALTH_NAME = "muzero.v1.Actor"
+
+
 def main(argv: list[str] | None = None) -> int:
     env = os.environ
     parser = base_parser("python -m services.actor", __doc__)
@@ -94,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actor-id", type=int, default=int(env.get("MUZERO_ACTOR_ID", 0)))
     parser.add_argument("--max-inflight", type=int, default=int(env.get("MUZERO_MAX_INFLIGHT", 64)),
                         help="unacknowledged segments before play waits")
+    parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
+                        help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)")
     args = parse(parser, argv)
     state = configure_logging("actor")
     log = logging.getLogger("muzero.actor")
@@ -120,11 +129,20 @@ def main(argv: list[str] | None = None) -> int:
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.host, registry=registry)
+    health_server = make_server(max_workers=2)
+    health = add_health(health_server, [HEALTH_NAME])
+    for service_name in ("", HEALTH_NAME):
+        health.set(service_name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if health_server.add_insecure_port(f"{args.host}:{args.port}") == 0:
+        print(f"actor: cannot listen on {args.host}:{args.port}", file=sys.stderr)
+        return 1
+    health_server.start()
 
     spec = EnvSpec.of(config)
     checkpoints = CheckpointClient(args.learner)
     info = wait_for_first_checkpoint(checkpoints, stop)
     if info is None:
+        health_server.stop(grace=None)
         return 0
     cache = tempfile.mkdtemp(prefix="muzero-actor-")
     checkpoint = load_checkpoint(checkpoints.pull(cache, version=info.version))
@@ -136,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     state.model_version = checkpoint.version
     version_gauge.set(checkpoint.version)
     follower = WeightsFollower(checkpoints, cache, checkpoint.version, stop)
-    writer = SegmentWriter(args.replay, config.name, max_inflight=args.max_inflight)
+    writer = SegmentWriter(args.replay, config.name, max_inflight=args.max_inflight,
+                           ack_log=env.get("MUZERO_ACK_LOG") or None)
     print(f"actor {args.actor_id}: playing with version {checkpoint.version}", flush=True)
+    for service_name in ("", HEALTH_NAME):
+        health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
     log.info("playing %d envs of %s with version %d", config.env.num_envs, config.env.id, checkpoint.version)
 
     unsent: list = []
@@ -184,4 +205,6 @@ def main(argv: list[str] | None = None) -> int:
         left = writer.close(timeout_s=10.0)
         log.info("stopped; %d segments left unacknowledged", left)
         checkpoints.close()
+        health.enter_graceful_shutdown()
+        health_server.stop(grace=2)
     return 0

@@ -30,7 +30,13 @@ from muzero.reanalyze import Reanalyzer
 from muzero.replay.client import ReplayClient
 from muzero.replay.factory import EnvSpec
 from services.actor.main import WeightsFollower, wait_for_first_checkpoint
+from grpc_health.v1 import health_pb2
+
+from muzero.grpc_util import add_health, make_server
 from services.common import base_parser, configure_logging, load_config, parse, stop_on_signals
+
+
+HEALTH_NAME = "muzero.v1.Reanalyze"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replay", default=env.get("MUZERO_REPLAY_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--learner", default=env.get("MUZERO_LEARNER_ADDR", "127.0.0.1:50052"))
     parser.add_argument("--worker-id", type=int, default=int(env.get("MUZERO_WORKER_ID", 0)))
+    parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
+                        help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)")
     args = parse(parser, argv)
     state = configure_logging("reanalyze")
     log = logging.getLogger("muzero.reanalyze")
@@ -66,11 +74,20 @@ def main(argv: list[str] | None = None) -> int:
                 registry=registry)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.host, registry=registry)
+    health_server = make_server(max_workers=2)
+    health = add_health(health_server, [HEALTH_NAME])
+    for service_name in ("", HEALTH_NAME):
+        health.set(service_name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if health_server.add_insecure_port(f"{args.host}:{args.port}") == 0:
+        print(f"reanalyze: cannot listen on {args.host}:{args.port}", file=sys.stderr)
+        return 1
+    health_server.start()
 
     spec = EnvSpec.of(config)
     checkpoints = CheckpointClient(args.learner)
     info = wait_for_first_checkpoint(checkpoints, stop)
     if info is None:
+        health_server.stop(grace=None)
         return 0
     cache = tempfile.mkdtemp(prefix="muzero-reanalyze-")
     checkpoint = load_checkpoint(checkpoints.pull(cache, version=info.version))
@@ -85,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                             batch_size=config.reanalyze.search_batch, seed=config.training.seed + 7919 * (args.worker_id + 1))
     replay = ReplayClient(args.replay)
     print(f"reanalyze {args.worker_id}: searching with version {version}", flush=True)
+    for service_name in ("", HEALTH_NAME):
+        health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
     fraction = config.reanalyze.fraction
     try:
         while not stop.is_set():
@@ -123,5 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         replay.close()
         checkpoints.close()
+        health.enter_graceful_shutdown()
+        health_server.stop(grace=2)
         log.info("stopped")
     return 0
