@@ -159,8 +159,9 @@ class Cluster:
         process.kill()
         process.wait()
 
-    def stop(self, timeout_s: float = 60.0) -> dict[str, int | None]:
-        """SIGTERM in dependency order (actors first, replay last), then the shards; exit codes."""
+    def stop(self, timeout_s: float = 60.0, keep_redis: bool = False) -> dict[str, int | None]:
+        """SIGTERM in dependency order (actors first, replay last), then the shards (unless
+        ``keep_redis``, e.g. to inspect the store); exit codes."""
         codes: dict[str, int | None] = {}
         for kind in STOP_ORDER:
             group = [s.name for s in self.layout.services if s.kind == kind and s.name in self.processes]
@@ -173,8 +174,9 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     self.processes[name].kill()
                     codes[name] = self.processes[name].wait()
-        for server in self.redis:
-            server.stop()
+        if not keep_redis:
+            for server in self.redis:
+                server.stop()
         return codes
 
 

@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                 state.model_version = new_version
                 version_gauge.set(new_version)
                 if published:
-                    publish_to_use.observe(max(time.time() - published, 0.0))
+                    delay = max(time.time() - published, 0.0)
+                    publish_to_use.observe(delay)
+                    log.info("playing version %d, published %.3f s ago", new_version, delay)
             before = selfplay.simulations
             segments, stats = selfplay.step()
             env_steps.inc(selfplay.env.num_envs)

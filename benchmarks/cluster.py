@@ -1,0 +1,157 @@
+"""Distributed vs local throughput, checkpoint pull time, publish-to-use lag.
+
+    python benchmarks/cluster.py [--seconds 120] [--actors 2]
+
+- local: ``muzero train``'s loop (one process, in-memory store) for ``--seconds``
+  with ``env.num_envs`` = actors x envs per actor; environment steps/s and
+  learner samples/s;
+- cluster: ``muzero cluster up`` (2 Redis shards, replay, learner, the actors; no
+  reanalyze, so both do the same work) for the same time after the learner's
+  first step; the same rates, scraped from the services' /metrics;
+- overhead: 1 - cluster / local environment steps per second (the issue's bound
+  is 25%);
+- a 50 MB checkpoint pulled over loopback with ``CheckpointClient`` (median of 3);
+- publish-to-use: from a checkpoint's publication to each actor playing with it
+  (from the actors' logs), p50 and p99.
+
+Progress goes to stderr; the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from muzero import config as config_module
+from muzero.checkpoint import CheckpointManager
+from muzero.checkpoint_service import CheckpointServicer, add_to_server
+from muzero.client import CheckpointClient
+from muzero.cluster import Cluster, scrape
+from muzero.grpc_util import make_server
+from muzero.local import train
+from muzero.nn.networks import build_network
+from muzero.progress import Progress
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def local_rates(preset: str, overrides: list[str], seconds: float) -> tuple[float, float]:
+    config = config_module.load(preset, [*overrides, f"training.max_wall_s={seconds}", "training.eval_interval=0",
+                                         "training.max_env_steps=100000000"])
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = train(config, Path(run_dir), Progress("local", interval_s=30, live=False))
+    return result.env_steps / result.wall_s, result.learner_steps * config.training.batch_size / result.wall_s
+
+
+def cluster_rates(preset: str, overrides: list[str], actors: int, seconds: float,
+                  run_dir: Path) -> tuple[float, float, list[float]]:
+    cluster = Cluster(preset, overrides, run_dir, actors=actors, reanalyze=0, shards=2)
+    cluster.start(timeout_s=180)
+    try:
+        learner = cluster.layout.service("learner")
+        actor_services = [cluster.layout.service(f"actor-{i}") for i in range(actors)]
+        while scrape(learner.metrics_url).get("muzero_learner_steps_total", 0) < 1:
+            time.sleep(0.5)
+
+        def totals() -> tuple[float, float]:
+            steps = sum(scrape(a.metrics_url).get("muzero_actor_env_steps_total", 0) for a in actor_services)
+            return steps, scrape(learner.metrics_url).get("muzero_learner_samples_total", 0)
+
+        steps0, samples0 = totals()
+        started = time.monotonic()
+        time.sleep(seconds)
+        steps1, samples1 = totals()
+        wall = time.monotonic() - started
+    finally:
+        cluster.stop()
+    lags = []
+    for actor in actor_services:
+        for line in open(actor.log):
+            match = re.search(r"playing version \d+, published ([0-9.]+) s ago", line)
+            if match:
+                lags.append(float(match.group(1)))
+    return (steps1 - steps0) / wall, (samples1 - samples0) / wall, lags
+
+
+def checkpoint_pull_seconds(megabytes: float = 50.0, repeats: int = 3) -> tuple[float, int]:
+    # An MLP whose weights take ~50 MB (float32).
+    width = int(math.sqrt(megabytes * 2**20 / 4 / 6))
+    config = config_module.load("cartpole", [f"network.hidden_size={width}", "network.num_layers=2"])
+    network = build_network(config.network, (4,), 2)
+    with tempfile.TemporaryDirectory() as folder:
+        CheckpointManager(Path(folder) / "run").save(network, config, step=1, version=1)
+        servicer = CheckpointServicer(Path(folder) / "run")
+        server = make_server()
+        add_to_server(server, servicer)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        times, size = [], 0
+        try:
+            with CheckpointClient(f"127.0.0.1:{port}") as client:
+                for i in range(repeats):
+                    started = time.perf_counter()
+                    path = client.pull(Path(folder) / f"out-{i}")
+                    times.append(time.perf_counter() - started)
+                    size = path.stat().st_size
+        finally:
+            servicer.stop()
+            server.stop(grace=None)
+    return statistics.median(times), size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cartpole")
+    parser.add_argument("--seconds", type=float, default=120.0, help="measured time of each mode")
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--envs-per-actor", type=int, default=8)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    log("checkpoint pull, 50 MB over loopback")
+    pull_s, pull_bytes = checkpoint_pull_seconds()
+    log(f"{pull_bytes / 2**20:.1f} MiB in {pull_s:.3f} s")
+    common = ["replay.min_size=1000", "training.checkpoint_interval=200"]
+    log(f"local mode, {args.actors * args.envs_per_actor} envs, {args.seconds:.0f} s")
+    local_steps, local_samples = local_rates(args.preset, [*common, f"env.num_envs={args.actors * args.envs_per_actor}"],
+                                             args.seconds)
+    log(f"local: {local_steps:.1f} env steps/s, {local_samples:.1f} samples/s")
+    with tempfile.TemporaryDirectory() as folder:
+        # The same ratio of samples per env step as local mode keeps (training.train_ratio).
+        ratio = config_module.load(args.preset).training.train_ratio
+        log(f"cluster, {args.actors} actors x {args.envs_per_actor} envs, {args.seconds:.0f} s")
+        cluster_steps, cluster_samples, lags = cluster_rates(
+            args.preset, [*common, f"env.num_envs={args.envs_per_actor}", f"replay.samples_per_insert={ratio}"],
+            args.actors, args.seconds, Path(folder) / "cluster")
+    log(f"cluster: {cluster_steps:.1f} env steps/s, {cluster_samples:.1f} samples/s, {len(lags)} weight swaps")
+    result = {
+        "local_env_steps_s": round(local_steps, 1),
+        "cluster_env_steps_s": round(cluster_steps, 1),
+        "local_learner_samples_s": round(local_samples, 1),
+        "cluster_learner_samples_s": round(cluster_samples, 1),
+        "overhead": round(1 - cluster_steps / local_steps, 3),
+        "checkpoint_pull_s_50mb": round(pull_s, 3),
+        "checkpoint_bytes": pull_bytes,
+        "publish_to_use_p50_s": round(float(np.percentile(lags, 50)), 3) if lags else None,
+        "publish_to_use_p99_s": round(float(np.percentile(lags, 99)), 3) if lags else None,
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Every service as a real process: health, /metrics, bad requests, graceful stop, learner resume."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+
+import grpc
+import pytest
+
+from muzero.checkpoint import CheckpointManager
+from muzero.client import CheckpointClient
+from muzero.cluster import Cluster, scrape
+from muzero.grpc_util import check_health, make_channel
+from muzero.v1 import checkpoint_pb2, checkpoint_pb2_grpc, replay_pb2, replay_pb2_grpc
+
+FAST = ["env.num_envs=8", "search.num_simulations=4", "replay.min_size=64", "replay.segment_length=20",
+        "training.batch_size=32", "training.checkpoint_interval=20", "reanalyze.segments_per_round=2"]
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout_s} s for {what}")
+        time.sleep(0.1)
+
+
+def metric(service, name: str) -> float:
+    try:
+        return scrape(service.metrics_url).get(name, 0.0)
+    except OSError:
+        return 0.0
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    running = Cluster("cartpole", FAST, tmp_path / "cluster", actors=1, reanalyze=1, shards=1)
+    running.start(timeout_s=180)
+    yield running
+    running.stop()
+
+
+def test_every_service_is_healthy_serves_metrics_and_refuses_bad_requests(cluster):
+    layout = cluster.layout
+    for service in layout.services:
+        assert check_health(f"127.0.0.1:{service.grpc_port}", "") == "SERVING", service.name
+        body = urllib.request.urlopen(service.metrics_url, timeout=5).read().decode()
+        assert re.search(rf"^muzero_{service.kind}_\w+", body, re.M), f"{service.name} exports no muzero_ metrics"
+
+    # The system runs: actors play, replay stores, the learner trains and publishes, reanalyze refreshes.
+    learner, actor = layout.service("learner"), layout.service("actor-0")
+    wait_for(lambda: metric(learner, "muzero_learner_model_version") >= 20, 240, "a published checkpoint")
+    wait_for(lambda: metric(actor, "muzero_actor_model_version") >= 20, 120, "the actor to swap in new weights")
+    wait_for(lambda: metric(layout.service("reanalyze-0"), "muzero_reanalyze_segments_written_total") > 0, 120,
+             "reanalysed targets")
+
+    with make_channel(cluster.checkpoint_target) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            list(checkpoint_pb2_grpc.CheckpointServiceStub(channel).Fetch(
+                checkpoint_pb2.FetchRequest(version=-3), timeout=10))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with make_channel(cluster.replay_target) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            list(replay_pb2_grpc.ReplayServiceStub(channel).Sample(replay_pb2.SampleRequest(batch_size=-1),
+                                                                   timeout=10))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    codes = cluster.stop()
+    assert all(code == 0 for code in codes.values()), codes
+    # The learner's last act was a checkpoint of where it stopped.
+    stopped_at = CheckpointManager(cluster.run_dir / "learner").latest()
+    assert stopped_at is not None
+
+
+def test_learner_killed_resumes_from_its_checkpoint_at_the_same_step(cluster):
+    learner = cluster.layout.service("learner")
+    wait_for(lambda: metric(learner, "muzero_learner_model_version") >= 40, 240, "two checkpoints")
+    cluster.kill("learner")
+    latest = CheckpointManager(cluster.run_dir / "learner").latest()
+    step = int(latest.stem.split("_")[1])
+    cluster.start_service("learner")
+    cluster.wait_ready(120)
+    log = open(learner.log).read()
+    assert f"resumed from step {step}" in log
+    with CheckpointClient(cluster.checkpoint_target) as client:
+        assert client.latest().version >= step
