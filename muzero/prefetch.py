@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator
 
-from muzero.replay.client import backoff_delays
+from muzero.replay.client import backoff_delays, describe
 
 log = logging.getLogger("muzero.prefetch")
 
@@ -65,5 +65,5 @@ class Prefetcher:
             except Exception as error:  # any failure of the source: log, back off, reopen
                 self.failures += 1
                 self.last_error = error
-                log.warning("batch stream failed (%s); reopening", getattr(error, "code", lambda: error)())
+                log.warning("batch stream failed (%s); reopening", describe(error))
                 time.sleep(next(delays))

@@ -84,3 +84,29 @@ def stop_on_signals() -> threading.Event:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     return stop
+
+
+def start_health_server(host: str, port: int, service_name: str):
+    """A gRPC server with only the health service, NOT_SERVING until ``set_serving``; None if the
+    port is taken. For workers that serve nothing else (actors, reanalyze): probes stay gRPC."""
+    from grpc_health.v1 import health_pb2
+
+    from muzero.grpc_util import add_health, make_server
+
+    server = make_server(max_workers=2)
+    health = add_health(server, [service_name])
+    for name in ("", service_name):
+        health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        return None
+    server.start()
+
+    def set_serving() -> None:
+        for name in ("", service_name):
+            health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop() -> None:
+        health.enter_graceful_shutdown()
+        server.stop(grace=2)
+
+    return set_serving, stop

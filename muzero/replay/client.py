@@ -45,6 +45,13 @@ def backoff_delays(first_s: float = 0.05, cap_s: float = 5.0) -> Iterator[float]
         delay = min(delay * 2, cap_s)
 
 
+def describe(error: BaseException) -> str:
+    """A short name for a failure: the gRPC status code, or the exception itself."""
+    if isinstance(error, grpc.RpcError):
+        return error.code().name
+    return f"{type(error).__name__}: {error}"
+
+
 def call_with_retries(fn, *, attempts: int = 6, what: str = "call"):
     """Run ``fn()`` (a unary call with its own deadline), retrying transient failures."""
     delays = backoff_delays()

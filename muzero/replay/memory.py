@@ -23,7 +23,7 @@ import numpy as np
 
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys, Segment
-from muzero.replay.protocol import SampledBatch
+from muzero.replay.protocol import SampledBatch, checked_priorities
 from muzero.replay.rate_limiter import Counts
 from muzero.replay.sum_tree import SumTree
 
@@ -139,12 +139,7 @@ class MemoryReplay:
                             keys=keys)
 
     def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> int:
-        priorities = np.asarray(priorities, dtype=np.float64)
-        if priorities.shape != (len(keys),) or keys.segment_ids.shape != keys.positions.shape:
-            raise ValueError(f"priorities: expected shape ({len(keys)},) matching keys, got {priorities.shape} "
-                             f"for keys of shapes {keys.segment_ids.shape} and {keys.positions.shape}")
-        if not np.isfinite(priorities).all() or (priorities < 0).any():
-            raise ValueError("priorities: must be finite and >= 0")
+        priorities = checked_priorities(keys, priorities)
         leaves, values, stale = [], [], 0
         for segment_id, position, priority in zip(keys.segment_ids, keys.positions, priorities):
             stored = self._by_id.get(str(segment_id))

@@ -36,6 +36,17 @@ class SampledBatch:
     those frames (``frames="stack"``): then the segments' other frames are stand-ins."""
 
 
+def checked_priorities(keys: SampleKeys, priorities: np.ndarray) -> np.ndarray:
+    """``priorities`` as float64 (N,), or ValueError if they do not match ``keys`` or are not finite and >= 0."""
+    priorities = np.asarray(priorities, dtype=np.float64)
+    if priorities.shape != (len(keys),) or keys.segment_ids.shape != keys.positions.shape:
+        raise ValueError(f"priorities: expected shape ({len(keys)},) matching keys, got {priorities.shape} "
+                         f"for keys of shapes {keys.segment_ids.shape} and {keys.positions.shape}")
+    if not np.isfinite(priorities).all() or (priorities < 0).any():
+        raise ValueError("priorities: must be finite and >= 0")
+    return priorities
+
+
 @runtime_checkable
 class ReplayStorage(Protocol):
     def insert(self, segment: Segment) -> bool:

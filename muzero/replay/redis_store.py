@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
@@ -32,7 +31,7 @@ from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys, Segment, stack_frames
 from muzero.replay import codec
 from muzero.replay.frames import FrameCodec, FrameDictionary, FrameError, frame_hash
-from muzero.replay.protocol import SampledBatch
+from muzero.replay.protocol import SampledBatch, checked_priorities
 from muzero.replay.rate_limiter import Counts
 
 _SCRIPTS = ("init", "insert", "sample", "update", "write_targets", "fsck")
@@ -148,12 +147,7 @@ class RedisReplay:
         raise ReplayError(f"segment {segment.segment_id}: frames kept vanishing during insert")
 
     def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> int:
-        priorities = np.asarray(priorities, dtype=np.float64)
-        if priorities.shape != (len(keys),) or keys.segment_ids.shape != keys.positions.shape:
-            raise ValueError(f"priorities: expected shape ({len(keys)},) matching keys, got {priorities.shape} "
-                             f"for keys of shapes {keys.segment_ids.shape} and {keys.positions.shape}")
-        if not np.isfinite(priorities).all() or (priorities < 0).any():
-            raise ValueError("priorities: must be finite and >= 0")
+        priorities = checked_priorities(keys, priorities)
         masses = self._masses(priorities).astype("<f8")
         by_shard: dict[int, list] = {}
         for segment_id, position, mass in zip(keys.segment_ids, keys.positions, masses):

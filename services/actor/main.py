@@ -18,76 +18,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
-import threading
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from muzero.checkpoint import load_checkpoint
 from muzero.client import CheckpointClient
-from muzero.learning.segment import stacked_observation_shape
-from muzero.nn.networks import build_network
-from muzero.replay.client import SegmentWriter, backoff_delays
+from muzero.replay.client import SegmentWriter
 from muzero.replay.factory import EnvSpec
 from muzero.selfplay import SelfPlay
-from grpc_health.v1 import health_pb2
-
-from muzero.grpc_util import add_health, make_server
-from services.common import base_parser, configure_logging, load_config, parse, stop_on_signals
-
-
-class WeightsFollower:
-    """Pulls each announced checkpoint on a background thread; the actor picks it up between moves."""
-
-    def __init__(self, client: CheckpointClient, cache_dir: str, after_version: int, stop: threading.Event):
-        self.client = client
-        self.cache_dir = cache_dir
-        self.stop = stop
-        self._lock = threading.Lock()
-        self._pending = None  # (state_dict, version, published_unix_s)
-        self._after = after_version
-        self._thread = threading.Thread(target=self._run, name="weights", daemon=True)
-        self._thread.start()
-
-    def take(self):
-        with self._lock:
-            pending, self._pending = self._pending, None
-            return pending
-
-    def _run(self) -> None:
-        log = logging.getLogger("muzero.actor")
-        while not self.stop.is_set():
-            try:
-                for info in self.client.watch(after_version=self._after):
-                    path = self.client.pull(self.cache_dir, version=info.version)
-                    checkpoint = load_checkpoint(path)
-                    with self._lock:
-                        self._pending = (checkpoint.state_dict, checkpoint.version, info.published_unix_s)
-                    self._after = info.version
-                    for old in os.listdir(self.cache_dir):  # keep the cache to the one just pulled
-                        if not old.startswith(path.stem):
-                            os.unlink(os.path.join(self.cache_dir, old))
-                    if self.stop.is_set():
-                        return
-            except Exception as error:  # the learner restarting, a pruned version: retry
-                log.warning("following checkpoints failed (%s); retrying", error)
-                time.sleep(1.0)
-
-
-def wait_for_first_checkpoint(client: CheckpointClient, stop: threading.Event):
-    log = logging.getLogger("muzero.actor")
-    delays = backoff_delays(0.2, 5.0)
-    while not stop.is_set():
-        try:
-            info = client.latest()
-            if info is not None:
-                return info
-            log.info("no checkpoint published yet; waiting")
-        except Exception as error:
-            log.info("checkpoint service not reachable yet (%s)", getattr(error, "code", lambda: error)())
-        time.sleep(next(delays))
-    return None
+from muzero.weights import WeightsFollower, first_weights
+from services.common import (base_parser, configure_logging, load_config, parse, start_health_server,
+                             stop_on_signals)
 
 
 HEALTH_NAME = "muzero.v1.Actor"
@@ -129,37 +70,29 @@ def main(argv: list[str] | None = None) -> int:
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.host, registry=registry)
-    health_server = make_server(max_workers=2)
-    health = add_health(health_server, [HEALTH_NAME])
-    for service_name in ("", HEALTH_NAME):
-        health.set(service_name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    if health_server.add_insecure_port(f"{args.host}:{args.port}") == 0:
+    health = start_health_server(args.host, args.port, HEALTH_NAME)
+    if health is None:
         print(f"actor: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
-    health_server.start()
+    set_serving, stop_health = health
 
     spec = EnvSpec.of(config)
     checkpoints = CheckpointClient(args.learner)
-    info = wait_for_first_checkpoint(checkpoints, stop)
-    if info is None:
-        health_server.stop(grace=None)
+    first = first_weights(config, spec, checkpoints, stop, "muzero-actor-")
+    if first is None:
+        stop_health()
         return 0
-    cache = tempfile.mkdtemp(prefix="muzero-actor-")
-    checkpoint = load_checkpoint(checkpoints.pull(cache, version=info.version))
-    network = build_network(config.network, stacked_observation_shape(spec.observation_shape, config.env.frame_stack),
-                            spec.num_actions)
-    network.load_state_dict(checkpoint.state_dict)
+    network, version, cache = first
     selfplay = SelfPlay(config, network, seed=config.training.seed + 1000 * (args.actor_id + 1))
-    selfplay.model_version = checkpoint.version
-    state.model_version = checkpoint.version
-    version_gauge.set(checkpoint.version)
-    follower = WeightsFollower(checkpoints, cache, checkpoint.version, stop)
+    selfplay.model_version = version
+    state.model_version = version
+    version_gauge.set(version)
+    follower = WeightsFollower(checkpoints, cache, version, stop)
     writer = SegmentWriter(args.replay, config.name, max_inflight=args.max_inflight,
                            ack_log=env.get("MUZERO_ACK_LOG") or None)
-    print(f"actor {args.actor_id}: playing with version {checkpoint.version}", flush=True)
-    for service_name in ("", HEALTH_NAME):
-        health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("playing %d envs of %s with version %d", config.env.num_envs, config.env.id, checkpoint.version)
+    print(f"actor {args.actor_id}: playing with version {version}", flush=True)
+    set_serving()
+    log.info("playing %d envs of %s with version %d", config.env.num_envs, config.env.id, version)
 
     unsent: list = []
 
@@ -192,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             episodes.inc(len(stats.returns))
             for value in stats.returns:
                 returns.observe(value)
-            lag.set(max(follower._after - selfplay.model_version, 0))
+            lag.set(max(follower.announced - selfplay.model_version, 0))
             inflight.set(writer.inflight)
             send(segments)
     finally:
@@ -207,6 +140,5 @@ def main(argv: list[str] | None = None) -> int:
         left = writer.close(timeout_s=10.0)
         log.info("stopped; %d segments left unacknowledged", left)
         checkpoints.close()
-        health.enter_graceful_shutdown()
-        health_server.stop(grace=2)
+        stop_health()
     return 0

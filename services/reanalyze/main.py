@@ -16,24 +16,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
-import time
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from muzero.checkpoint import load_checkpoint
 from muzero.client import CheckpointClient
-from muzero.learning.segment import stacked_observation_shape
-from muzero.nn.networks import build_network
 from muzero.reanalyze import Reanalyzer
 from muzero.replay.client import ReplayClient
 from muzero.replay.factory import EnvSpec
-from services.actor.main import WeightsFollower, wait_for_first_checkpoint
-from grpc_health.v1 import health_pb2
-
-from muzero.grpc_util import add_health, make_server
-from services.common import base_parser, configure_logging, load_config, parse, stop_on_signals
+from muzero.weights import WeightsFollower, first_weights
+from services.common import (base_parser, configure_logging, load_config, parse, start_health_server,
+                             stop_on_signals)
 
 
 HEALTH_NAME = "muzero.v1.Reanalyze"
@@ -74,27 +67,19 @@ def main(argv: list[str] | None = None) -> int:
                 registry=registry)
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.host, registry=registry)
-    health_server = make_server(max_workers=2)
-    health = add_health(health_server, [HEALTH_NAME])
-    for service_name in ("", HEALTH_NAME):
-        health.set(service_name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    if health_server.add_insecure_port(f"{args.host}:{args.port}") == 0:
+    health = start_health_server(args.host, args.port, HEALTH_NAME)
+    if health is None:
         print(f"reanalyze: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
-    health_server.start()
+    set_serving, stop_health = health
 
     spec = EnvSpec.of(config)
     checkpoints = CheckpointClient(args.learner)
-    info = wait_for_first_checkpoint(checkpoints, stop)
-    if info is None:
-        health_server.stop(grace=None)
+    first = first_weights(config, spec, checkpoints, stop, "muzero-reanalyze-")
+    if first is None:
+        stop_health()
         return 0
-    cache = tempfile.mkdtemp(prefix="muzero-reanalyze-")
-    checkpoint = load_checkpoint(checkpoints.pull(cache, version=info.version))
-    network = build_network(config.network, stacked_observation_shape(spec.observation_shape, config.env.frame_stack),
-                            spec.num_actions)
-    network.load_state_dict(checkpoint.state_dict)
-    version = checkpoint.version
+    network, version, cache = first
     state.model_version = version
     version_gauge.set(version)
     follower = WeightsFollower(checkpoints, cache, version, stop)
@@ -102,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                             batch_size=config.reanalyze.search_batch, seed=config.training.seed + 7919 * (args.worker_id + 1))
     replay = ReplayClient(args.replay)
     print(f"reanalyze {args.worker_id}: searching with version {version}", flush=True)
-    for service_name in ("", HEALTH_NAME):
-        health.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+    set_serving()
     fraction = config.reanalyze.fraction
     try:
         while not stop.is_set():
@@ -113,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 version = fresh[1]
                 state.model_version = version
                 version_gauge.set(version)
-            lag.set(max(follower._after - version, 0))
+            lag.set(max(follower.announced - version, 0))
             try:
                 totals = replay.stats().totals
                 if totals.get("transitions", totals.get("num_transitions", 0)) == 0 or \
@@ -142,7 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         replay.close()
         checkpoints.close()
-        health.enter_graceful_shutdown()
-        health_server.stop(grace=2)
+        stop_health()
         log.info("stopped")
     return 0
