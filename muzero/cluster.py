@@ -79,7 +79,7 @@ class Cluster:
         replay_port, learner_port = free_port(), free_port()
         common = {"MUZERO_CONFIG": config, "MUZERO_SET": ";".join(overrides), "MUZERO_HOST": "127.0.0.1",
                   "MUZERO_REPLAY_ADDR": f"127.0.0.1:{replay_port}", "MUZERO_LEARNER_ADDR": f"127.0.0.1:{learner_port}",
-                  "PYTHONUNBUFFERED": "1"}
+                  "PYTHONUNBUFFERED": "1", "MUZERO_TORCH_THREADS": "1"}
         extra_env = extra_env or {}
 
         def add(name: str, kind: str, grpc_port: int | None, **env: str) -> None:

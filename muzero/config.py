@@ -229,8 +229,10 @@ class ReplayConfig:
 @dataclass(frozen=True)
 class ReanalyzeConfig:
     fraction: float = 0.5
-    """Target share of sampled training transitions whose segment was reanalysed since it
-    was stored: workers pause while reanalysed transitions >= fraction x sampled ones."""
+    """Reanalysed transitions per transition the actors store: workers pause while the store's
+    reanalysed total reaches fraction x its inserted total. With uniform reads, about this
+    share of training examples (for fraction <= 1) carries targets searched again since
+    they were played; reanalyze then spends this share of the actors' search."""
     segments_per_round: int = 8
     """Segments read from replay per round."""
     search_batch: int = 256

@@ -68,7 +68,19 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 
 def load_config(args: argparse.Namespace, extra: list[str] = ()) -> config_module.ExperimentConfig:
-    return config_module.load(args.config, [*args.set, *extra])
+    config = config_module.load(args.config, [*args.set, *extra])
+    set_torch_threads(config)
+    return config
+
+
+def set_torch_threads(config: config_module.ExperimentConfig) -> None:
+    """MUZERO_TORCH_THREADS, else training.torch_threads, else torch's default (all cores).
+    Several services on one machine should take one thread each, or they fight for cores."""
+    import torch
+
+    threads = int(os.environ.get("MUZERO_TORCH_THREADS", 0)) or config.training.torch_threads
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def redis_overrides(urls_text: str) -> list[str]:

@@ -38,10 +38,11 @@ def evaluate_latest(cluster: Cluster, config) -> tuple[int, float]:
     checkpoint = load_checkpoint(latest)
     network = build_network(config.network, (4,), 2)
     network.load_state_dict(checkpoint.state_dict)
-    return checkpoint.step, evaluate_returns(config, network, episodes=20, seed=checkpoint.step).mean
+    return checkpoint.step, evaluate_returns(config, network, episodes=10, seed=checkpoint.step).mean
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_cartpole_learns_through_kills(tmp_path: Path):
     ack_logs = {f"actor-{i}": str(tmp_path / f"acks-{i}.txt") for i in range(2)}
     cluster = Cluster("cartpole", OVERRIDES, tmp_path / "cluster", actors=2, reanalyze=1, shards=2)
@@ -71,7 +72,7 @@ def _run_and_check(cluster: Cluster, config, ack_logs: dict[str, str]) -> None:
 
         best, step = -1.0, 0
         while step < MAX_LEARNER_STEPS and best < 200:
-            time.sleep(10)
+            time.sleep(20)
             assert cluster.processes["learner"].poll() is None, "the learner crashed"
             step, mean = evaluate_latest(cluster, config)
             best = max(best, mean)

@@ -5,7 +5,7 @@ Each round reads ``reanalyze.segments_per_round`` segments from the replay servi
 (``reanalyze.search_batch`` roots at once) and writes the policies and root values
 back, tagged with that checkpoint's version. Workers pace themselves so that
 reanalysed transitions stay near ``reanalyze.fraction`` of the transitions the
-learner samples. SIGTERM: finish the round, exit.
+actors store. SIGTERM: finish the round, exit.
 
 Environment: MUZERO_CONFIG, MUZERO_SET, MUZERO_REPLAY_ADDR, MUZERO_LEARNER_ADDR,
 MUZERO_WORKER_ID, MUZERO_METRICS_PORT.
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 totals = replay.stats().totals
                 if totals.get("transitions", totals.get("num_transitions", 0)) == 0 or \
                         totals.get("reanalysed_transitions_total", 0) >= fraction * totals.get(
-                            "sampled_transitions_total", 0):
+                            "inserted_transitions_total", 0):
                     stop.wait(0.2)  # ahead of the learner (or nothing stored yet): let it catch up
                     continue
                 segments = replay.read_segments(config.reanalyze.segments_per_round, num_actions=spec.num_actions,
