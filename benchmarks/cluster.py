@@ -87,10 +87,14 @@ def cluster_rates(preset: str, overrides: list[str], actors: int, seconds: float
 
 
 def checkpoint_pull_seconds(megabytes: float = 50.0, repeats: int = 3) -> tuple[float, int]:
-    # An MLP whose weights take ~50 MB (float32).
-    width = int(math.sqrt(megabytes * 2**20 / 4 / 6))
-    config = config_module.load("cartpole", [f"network.hidden_size={width}", "network.num_layers=2"])
-    network = build_network(config.network, (4,), 2)
+    # The narrowest MLP whose float32 weights reach ``megabytes`` MB (10^6 bytes).
+    width = int(math.sqrt(megabytes * 1e6 / 4 / 6))
+    while True:
+        config = config_module.load("cartpole", [f"network.hidden_size={width}", "network.num_layers=2"])
+        network = build_network(config.network, (4,), 2)
+        if sum(p.numel() for p in network.parameters()) * 4 >= megabytes * 1e6:
+            break
+        width += 16
     with tempfile.TemporaryDirectory() as folder:
         CheckpointManager(Path(folder) / "run").save(network, config, step=1, version=1)
         servicer = CheckpointServicer(Path(folder) / "run")
