@@ -7,7 +7,8 @@
   learner samples/s;
 - cluster: ``muzero cluster up`` (2 Redis shards, replay, learner, the actors; no
   reanalyze, so both do the same work) for the same time after the learner's
-  first step; the same rates, scraped from the services' /metrics;
+  first step and ``--warmup`` seconds (segments leave actors every 200 steps, so inserts
+  trail play at first); the same rates, scraped from the services' /metrics;
 - overhead: 1 - cluster / local environment steps per second (the issue's bound
   is 25%);
 - a 50 MB checkpoint pulled over loopback with ``CheckpointClient`` (median of 3);
@@ -56,7 +57,7 @@ def local_rates(preset: str, overrides: list[str], seconds: float) -> tuple[floa
     return result.env_steps / result.wall_s, result.learner_steps * config.training.batch_size / result.wall_s
 
 
-def cluster_rates(preset: str, overrides: list[str], actors: int, seconds: float,
+def cluster_rates(preset: str, overrides: list[str], actors: int, seconds: float, warmup: float,
                   run_dir: Path) -> tuple[float, float, list[float]]:
     cluster = Cluster(preset, overrides, run_dir, actors=actors, reanalyze=0, shards=2)
     cluster.start(timeout_s=180)
@@ -65,6 +66,9 @@ def cluster_rates(preset: str, overrides: list[str], actors: int, seconds: float
         actor_services = [cluster.layout.service(f"actor-{i}") for i in range(actors)]
         while scrape(learner.metrics_url).get("muzero_learner_steps_total", 0) < 1:
             time.sleep(0.5)
+        # Segments leave an actor once 200 steps (+ context) are played: until every env has
+        # sent a few, inserts (and so the samples they allow) trail the steps played.
+        time.sleep(warmup)
 
         def totals() -> tuple[float, float]:
             steps = sum(scrape(a.metrics_url).get("muzero_actor_env_steps_total", 0) for a in actor_services)
@@ -122,6 +126,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="measured time of each mode")
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--envs-per-actor", type=int, default=8)
+    parser.add_argument("--warmup", type=float, default=60.0, help="cluster seconds before measuring")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
@@ -139,7 +144,7 @@ def main() -> None:
         log(f"cluster, {args.actors} actors x {args.envs_per_actor} envs, {args.seconds:.0f} s")
         cluster_steps, cluster_samples, lags = cluster_rates(
             args.preset, [*common, f"env.num_envs={args.envs_per_actor}", f"replay.samples_per_insert={ratio}"],
-            args.actors, args.seconds, Path(folder) / "cluster")
+            args.actors, args.seconds, args.warmup, Path(folder) / "cluster")
     log(f"cluster: {cluster_steps:.1f} env steps/s, {cluster_samples:.1f} samples/s, {len(lags)} weight swaps")
     result = {
         "local_env_steps_s": round(local_steps, 1),
