@@ -1,8 +1,10 @@
 """Keep training batches ready on a background thread, so the learner never waits on input.
 
-The thread drains a stream of batches (the replay service's Sample stream) into
-a bounded queue; when the stream ends or breaks it opens a new one, with backoff
-after failures. ``get`` hands out the next batch.
+Each of ``streams`` threads drains a stream of batches (the replay service's Sample
+stream) into one bounded queue; when a stream ends or breaks its thread opens a new
+one, with backoff after failures. Several streams let the replay side prepare
+batches in parallel (its work per batch is mostly I/O and numpy). ``get`` hands out
+the next batch.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ log = logging.getLogger("muzero.prefetch")
 
 
 class Prefetcher:
-    def __init__(self, open_stream: Callable[[], Iterable], depth: int = 4):
+    def __init__(self, open_stream: Callable[[], Iterable], depth: int = 4, streams: int = 1):
         if depth < 1:
             raise ValueError(f"depth: must be >= 1, got {depth}")
+        if streams < 1:
+            raise ValueError(f"streams: must be >= 1, got {streams}")
         self._open_stream = open_stream
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self.failures = 0
         self.last_error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="prefetch", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"prefetch-{i}", daemon=True)
+                         for i in range(streams)]
+        for thread in self._threads:
+            thread.start()
 
     def get(self, timeout_s: float | None = None):
         """The next batch, or None if none arrived within ``timeout_s``."""
@@ -43,7 +49,8 @@ class Prefetcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     def _put(self, item) -> bool:
         while not self._stop.is_set():

@@ -11,7 +11,8 @@ write a checkpoint, then stop.
 
 Environment: MUZERO_CONFIG, MUZERO_SET, MUZERO_REPLAY_ADDR (host:port of the
 replay service), MUZERO_LEARNER_PORT (50052), MUZERO_RUN_DIR, MUZERO_METRICS_PORT,
-MUZERO_MAX_LEARNER_STEPS (0: no limit).
+MUZERO_MAX_LEARNER_STEPS (0: no limit), MUZERO_PREFETCH (batches kept ready, 4),
+MUZERO_SAMPLE_STREAMS (parallel Sample streams, 2).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-checkpoints", type=int, default=int(env.get("MUZERO_KEEP_CHECKPOINTS", 5)))
     parser.add_argument("--prefetch", type=int, default=int(env.get("MUZERO_PREFETCH", 4)),
                         help="batches kept ready")
+    parser.add_argument("--streams", type=int, default=int(env.get("MUZERO_SAMPLE_STREAMS", 2)),
+                        help="parallel Sample streams from replay")
     parser.add_argument("--max-learner-steps", type=int, default=int(env.get("MUZERO_MAX_LEARNER_STEPS", 0)),
                         help="stop (with a checkpoint) after this many steps; 0: never")
     args = parse(parser, argv)
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     prefetcher = Prefetcher(lambda: replay.sample(batch_size, num_batches=BATCHES_PER_STREAM,
                                                   timeout_s=24 * 3600,
                                                   bootstrap_observations=learner.wants_bootstrap_observations),
-                            depth=args.prefetch)
+                            depth=args.prefetch, streams=args.streams)
     pusher = PriorityPusher(replay)
     interval = config.training.checkpoint_interval
     log.info("training from %s, batch %d, checkpoint every %d steps", args.replay, batch_size, interval)
