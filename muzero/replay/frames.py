@@ -21,6 +21,7 @@ inflates past that size (a zstd bomb), is rejected before it is expanded.
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 import threading
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ class FrameCodec:
     def decode(self, blob: bytes, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """The frame of ``shape`` and ``dtype`` stored in ``blob``; FrameError if it is not that."""
         dtype = np.dtype(dtype)
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize
         if not blob:
             raise FrameError("frame blob is empty")
         kind, payload = blob[0], blob[1:]
