@@ -218,13 +218,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _replay_store(args: argparse.Namespace):
-    from muzero.replay.factory import build_store
+    from muzero.replay.factory import build_store, redis_overrides
 
-    overrides = list(args.set or [])
-    urls = [u.strip() for u in (args.redis_urls or "").split(",") if u.strip()]
-    if urls:
-        overrides += ["replay.backend=redis", "replay.redis_urls=[" + ", ".join(f'"{u}"' for u in urls) + "]"]
-    config = config_module.load(args.config, overrides)
+    config = config_module.load(args.config, [*(args.set or []), *redis_overrides(args.redis_urls or "")])
     if config.replay.backend != "redis":
         raise ConfigError("replay.redis_urls: give the shards (--redis-urls or the config) to inspect a Redis store")
     return build_store(config)

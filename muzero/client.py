@@ -20,29 +20,15 @@ from typing import Iterator
 import grpc
 
 from muzero.checkpoint import CheckpointError, checkpoint_name, header_path, write_atomically
-from muzero.grpc_util import make_channel
-from muzero.replay.client import backoff_delays, call_with_retries
+from muzero.grpc_util import GrpcClient, backoff_delays, call_with_retries
 from muzero.v1 import checkpoint_pb2, checkpoint_pb2_grpc
 
 _RESUMABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
               grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
 
 
-class CheckpointClient:
-    def __init__(self, target: str, timeout_s: float = 30.0):
-        self.target = target
-        self.timeout_s = timeout_s
-        self._channel = make_channel(target)
-        self._stub = checkpoint_pb2_grpc.CheckpointServiceStub(self._channel)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> CheckpointClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+class CheckpointClient(GrpcClient):
+    stub_class = checkpoint_pb2_grpc.CheckpointServiceStub
 
     def latest(self) -> checkpoint_pb2.CheckpointInfo | None:
         """The newest published checkpoint, or None if there is none yet."""

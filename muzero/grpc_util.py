@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import random
+import time
 from concurrent import futures
+from typing import Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -42,3 +46,62 @@ def check_health(target: str, service: str = "", timeout_s: float = 5.0) -> str:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+# --- calling: retries with backoff, and the shape every client shares --------------------
+
+log = logging.getLogger("muzero.grpc")
+
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+              grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+              grpc.StatusCode.CANCELLED}
+
+
+def backoff_delays(first_s: float = 0.05, cap_s: float = 5.0) -> Iterator[float]:
+    """Exponential backoff with full jitter."""
+    delay = first_s
+    while True:
+        yield random.uniform(0, delay)
+        delay = min(delay * 2, cap_s)
+
+
+def describe(error: BaseException) -> str:
+    """A short name for a failure: the gRPC status code, or the exception itself."""
+    if isinstance(error, grpc.RpcError):
+        return error.code().name
+    return f"{type(error).__name__}: {error}"
+
+
+def call_with_retries(fn, *, attempts: int = 6, what: str = "call"):
+    """Run ``fn()`` (a unary call with its own deadline), retrying transient failures."""
+    delays = backoff_delays()
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except grpc.RpcError as error:
+            if error.code() not in _RETRYABLE or attempt == attempts - 1:
+                raise
+            log.info("%s failed (%s); retrying", what, error.code().name)
+            time.sleep(next(delays))
+    raise AssertionError("unreachable")
+
+
+class GrpcClient:
+    """A channel to ``target`` and the stub of ``stub_class``; every call passes ``timeout_s``."""
+
+    stub_class: type
+
+    def __init__(self, target: str, timeout_s: float = 30.0):
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel = make_channel(target)
+        self._stub = self.stub_class(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable, Iterable, Iterator
 
-from muzero.replay.client import backoff_delays, describe
+from muzero.grpc_util import backoff_delays, describe
 
 log = logging.getLogger("muzero.prefetch")
 

@@ -17,7 +17,7 @@ from muzero.checkpoint import load_checkpoint
 from muzero.client import CheckpointClient
 from muzero.learning.segment import stacked_observation_shape
 from muzero.nn.networks import MuZeroNetwork, build_network
-from muzero.replay.client import backoff_delays, describe
+from muzero.grpc_util import backoff_delays, describe
 
 log = logging.getLogger("muzero.weights")
 

@@ -10,8 +10,16 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from typing import Callable
+
+import grpc
+from grpc_health.v1 import health_pb2
+from grpc_health.v1.health import HealthServicer
+from prometheus_client import CollectorRegistry, start_http_server
 
 from muzero import config as config_module
+from muzero.grpc_util import add_health, make_server
 
 
 class ServiceState:
@@ -83,13 +91,6 @@ def set_torch_threads(config: config_module.ExperimentConfig) -> None:
         torch.set_num_threads(threads)
 
 
-def redis_overrides(urls_text: str) -> list[str]:
-    urls = [u.strip() for u in urls_text.split(",") if u.strip()]
-    if not urls:
-        return []
-    return ["replay.backend=redis", "replay.redis_urls=[" + ", ".join(f'"{u}"' for u in urls) + "]"]
-
-
 def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT (the graceful-stop request)."""
     stop = threading.Event()
@@ -98,27 +99,41 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def start_health_server(host: str, port: int, service_name: str):
-    """A gRPC server with only the health service, NOT_SERVING until ``set_serving``; None if the
-    port is taken. For workers that serve nothing else (actors, reanalyze): probes stay gRPC."""
-    from grpc_health.v1 import health_pb2
+@dataclass
+class Serving:
+    """A started gRPC server with its health service."""
 
-    from muzero.grpc_util import add_health, make_server
+    server: grpc.Server
+    health: HealthServicer
+    port: int
+    names: tuple[str, ...]
 
-    server = make_server(max_workers=2)
+    def set_serving(self) -> None:
+        for name in self.names:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace_s: float) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace=grace_s).wait()
+
+
+def serve(host: str, port: int, service_name: str, registry: CollectorRegistry, metrics_port: int,
+          register: Callable[[grpc.Server], None] | None = None, serving: bool = True) -> Serving | None:
+    """Start /metrics (unless ``metrics_port`` is 0) and a gRPC server on ``host:port`` with the
+    health service and, through ``register``, the service's own; None if the port is taken.
+    ``serving=False`` keeps health NOT_SERVING until ``set_serving`` (workers still loading)."""
+    server = make_server(max_workers=16 if register else 2)
+    if register is not None:
+        register(server)
     health = add_health(server, [service_name])
-    for name in ("", service_name):
-        health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    if server.add_insecure_port(f"{host}:{port}") == 0:
+    names = ("", service_name)
+    if not serving:
+        for name in names:
+            health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
         return None
+    if metrics_port:
+        start_http_server(metrics_port, addr=host, registry=registry)
     server.start()
-
-    def set_serving() -> None:
-        for name in ("", service_name):
-            health.set(name, health_pb2.HealthCheckResponse.SERVING)
-
-    def stop() -> None:
-        health.enter_graceful_shutdown()
-        server.stop(grace=2)
-
-    return set_serving, stop
+    return Serving(server, health, bound, names)

@@ -19,7 +19,7 @@ from muzero.checkpoint import CheckpointManager, load_checkpoint
 from muzero.cluster import Cluster, scrape
 from muzero.evaluation import evaluate_returns
 from muzero.nn.networks import build_network
-from muzero.replay.factory import EnvSpec, build_store
+from muzero.replay.factory import EnvSpec, build_store, redis_overrides
 
 OVERRIDES = ["name=e2e", "env.num_envs=8", "replay.min_size=500", "training.checkpoint_interval=100",
              "replay.samples_per_insert=16", "reanalyze.fraction=0.25"]
@@ -48,9 +48,7 @@ def test_cartpole_learns_through_kills(tmp_path: Path):
     cluster = Cluster("cartpole", OVERRIDES, tmp_path / "cluster", actors=2, reanalyze=1, shards=2)
     for name, path in ack_logs.items():
         cluster.layout.service(name).env["MUZERO_ACK_LOG"] = path
-    config = config_module.load("cartpole", [*OVERRIDES, "replay.backend=redis",
-                                             "replay.redis_urls=[" + ", ".join(f'"{u}"' for u in
-                                                                               cluster.layout.redis_urls) + "]"])
+    config = config_module.load("cartpole", [*OVERRIDES, *redis_overrides(cluster.layout.redis_urls)])
     try:
         _run_and_check(cluster, config, ack_logs)
     finally:

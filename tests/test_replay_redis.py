@@ -262,13 +262,12 @@ def test_cli_fsck_reports_clean_then_the_problem(redis_shards):
     import sys
 
     from muzero import config as config_module
-    from muzero.replay.factory import EnvSpec, build_store
+    from muzero.replay.factory import EnvSpec, build_store, redis_overrides
     from tests.factories import random_segment
 
     name = f"cli-{uuid.uuid4().hex[:8]}"
     urls = ",".join(s.url for s in redis_shards[:2])
-    config = config_module.load("cartpole", [f"name={name}", "replay.backend=redis",
-                                             "replay.redis_urls=[" + ", ".join(f'"{s.url}"' for s in redis_shards[:2]) + "]"])
+    config = config_module.load("cartpole", [f"name={name}", *redis_overrides([s.url for s in redis_shards[:2]])])
     store = build_store(config, EnvSpec.of(config))
     rng = np.random.default_rng(12)
     for _ in range(5):

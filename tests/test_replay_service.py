@@ -21,7 +21,7 @@ from muzero.learning.segment import SampleKeys
 from muzero.learning.targets import bootstrap_terms
 from muzero.replay import codec
 from muzero.replay.client import ReplayClient, SegmentWriter
-from muzero.replay.factory import EnvSpec, build_store
+from muzero.replay.factory import EnvSpec, build_store, redis_overrides
 from muzero.v1 import replay_pb2, replay_pb2_grpc
 from services.replay.server import ReplayServicer, add_to_server
 from tests.factories import random_segment
@@ -31,10 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def service_config(redis_shards, name: str, *extra: str) -> config_module.ExperimentConfig:
-    urls = ", ".join(f'"{s.url}"' for s in redis_shards[:2])
     return config_module.load("cartpole", [
         f"name={name}", "env.frame_stack=2", "training.unroll_steps=2", "training.td_steps=3",
-        "replay.capacity=2000", "replay.min_size=1", "replay.backend=redis", f"replay.redis_urls=[{urls}]", *extra])
+        "replay.capacity=2000", "replay.min_size=1", *redis_overrides([s.url for s in redis_shards[:2]]), *extra])
 
 
 class RunningReplay:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import logging
 import queue
-import random
 import re
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Iterator
 import grpc
 import numpy as np
 
-from muzero.grpc_util import make_channel
+from muzero.grpc_util import GrpcClient, backoff_delays, call_with_retries, make_channel
 from muzero.learning.segment import SampleKeys, Segment
 from muzero.learning.targets import BootstrapTerms
 from muzero.replay import codec
@@ -31,39 +30,7 @@ from muzero.v1 import replay_pb2, replay_pb2_grpc
 
 log = logging.getLogger("muzero.replay.client")
 
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
-              grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
-              grpc.StatusCode.CANCELLED}
 _REJECTED_ID = re.compile(r"^segment (\S+): ")
-
-
-def backoff_delays(first_s: float = 0.05, cap_s: float = 5.0) -> Iterator[float]:
-    """Exponential backoff with full jitter."""
-    delay = first_s
-    while True:
-        yield random.uniform(0, delay)
-        delay = min(delay * 2, cap_s)
-
-
-def describe(error: BaseException) -> str:
-    """A short name for a failure: the gRPC status code, or the exception itself."""
-    if isinstance(error, grpc.RpcError):
-        return error.code().name
-    return f"{type(error).__name__}: {error}"
-
-
-def call_with_retries(fn, *, attempts: int = 6, what: str = "call"):
-    """Run ``fn()`` (a unary call with its own deadline), retrying transient failures."""
-    delays = backoff_delays()
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except grpc.RpcError as error:
-            if error.code() not in _RETRYABLE or attempt == attempts - 1:
-                raise
-            log.info("%s failed (%s); retrying", what, error.code().name)
-            time.sleep(next(delays))
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -222,23 +189,10 @@ def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> TrainingBatc
     return TrainingBatchArrays(keys=keys, bootstrap=bootstrap, **fields)
 
 
-class ReplayClient:
+class ReplayClient(GrpcClient):
     """Unary and server-streaming calls, each with a deadline and retries where safe."""
 
-    def __init__(self, target: str, timeout_s: float = 30.0):
-        self.target = target
-        self.timeout_s = timeout_s
-        self._channel = make_channel(target)
-        self._stub = replay_pb2_grpc.ReplayServiceStub(self._channel)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> ReplayClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    stub_class = replay_pb2_grpc.ReplayServiceStub
 
     def sample(self, batch_size: int, num_batches: int = 1, uniform: bool = False,
                timeout_s: float | None = None, bootstrap_observations: bool = False) -> Iterator[TrainingBatchArrays]:

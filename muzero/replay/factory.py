@@ -33,6 +33,17 @@ class EnvSpec:
                 close()
 
 
+def redis_overrides(urls: str | list[str]) -> list[str]:
+    """Config overrides that put replay on these Redis shards (a list, or one comma-separated
+    string as in MUZERO_REDIS_URLS); none for no URLs."""
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    urls = [u.strip() for u in urls if u.strip()]
+    if not urls:
+        return []
+    return ["replay.backend=redis", "replay.redis_urls=[" + ", ".join(f'"{u}"' for u in urls) + "]"]
+
+
 def window_steps(config: ExperimentConfig) -> int:
     """Steps of a segment one training example needs: K unrolled + n bootstrap + 1."""
     return config.training.unroll_steps + config.training.td_steps + 1

@@ -39,8 +39,13 @@ class RateLimiter:
     def _diff(self, counts: Counts) -> float:
         return max(counts.inserted - self.min_size, 0) * self.samples_per_insert - counts.sampled
 
+    @property
+    def limits_inserts(self) -> bool:
+        """Whether inserts can ever wait (only when a samples-per-insert ratio is set)."""
+        return self.samples_per_insert > 0
+
     def can_sample(self, counts: Counts, n: int) -> bool:
-        if counts.stored < self.min_size or counts.stored == 0:
+        if counts.stored < max(self.min_size, 1):
             return False
         return not self.samples_per_insert or self._diff(counts) - n >= -self.error_buffer
 

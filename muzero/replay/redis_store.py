@@ -333,7 +333,7 @@ class RedisReplay:
         try:
             return self.codec.decode(blob, self.observation_shape, self.observation_dtype)
         except FrameError as error:
-            if "dictionary" in str(error) and self._load_dictionary(blob):
+            if "dictionary" in str(error) and self._load_dictionary():
                 return self.codec.decode(blob, self.observation_shape, self.observation_dtype)
             raise
 
@@ -342,7 +342,7 @@ class RedisReplay:
     def _dictionary_key(self, shard: _Shard) -> str:
         return shard.prefix + "dict"
 
-    def _load_dictionary(self, blob: bytes | None = None) -> bool:
+    def _load_dictionary(self) -> bool:
         """Use the experiment's stored dictionary, if one was trained; True if one is known now."""
         if not self.config.zstd_dictionary:
             return False

@@ -20,14 +20,14 @@ import os
 import sys
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from muzero.client import CheckpointClient
 from muzero.replay.client import SegmentWriter
 from muzero.replay.factory import EnvSpec
 from muzero.selfplay import SelfPlay
 from muzero.weights import WeightsFollower, first_weights
-from services.common import (base_parser, configure_logging, load_config, parse, start_health_server,
+from services.common import (base_parser, configure_logging, load_config, parse, serve,
                              stop_on_signals)
 
 
@@ -68,19 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     publish_to_use = Histogram("muzero_actor_checkpoint_publish_to_use_seconds",
                                "From a checkpoint's publication to this actor playing with it", registry=registry,
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.host, registry=registry)
-    health = start_health_server(args.host, args.port, HEALTH_NAME)
-    if health is None:
+    serving = serve(args.host, args.port, HEALTH_NAME, registry, args.metrics_port, serving=False)
+    if serving is None:
         print(f"actor: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
-    set_serving, stop_health = health
 
     spec = EnvSpec.of(config)
     checkpoints = CheckpointClient(args.learner)
     first = first_weights(config, spec, checkpoints, stop, "muzero-actor-")
     if first is None:
-        stop_health()
+        serving.stop(grace_s=2)
         return 0
     network, version, cache = first
     selfplay = SelfPlay(config, network, seed=config.training.seed + 1000 * (args.actor_id + 1))
@@ -91,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     writer = SegmentWriter(args.replay, config.name, max_inflight=args.max_inflight,
                            ack_log=env.get("MUZERO_ACK_LOG") or None)
     print(f"actor {args.actor_id}: playing with version {version}", flush=True)
-    set_serving()
+    serving.set_serving()
     log.info("playing %d envs of %s with version %d", config.env.num_envs, config.env.id, version)
 
     unsent: list = []
@@ -140,5 +137,5 @@ def main(argv: list[str] | None = None) -> int:
         left = writer.close(timeout_s=10.0)
         log.info("stopped; %d segments left unacknowledged", left)
         checkpoints.close()
-        stop_health()
+        serving.stop(grace_s=2)
     return 0

@@ -25,15 +25,14 @@ import threading
 import time
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from muzero.checkpoint_service import CheckpointServicer, add_to_server
-from muzero.grpc_util import add_health, make_server
 from muzero.learner import Learner
 from muzero.prefetch import Prefetcher
 from muzero.replay.client import ReplayClient
 from muzero.replay.factory import EnvSpec
-from services.common import base_parser, configure_logging, load_config, parse, stop_on_signals
+from services.common import base_parser, configure_logging, load_config, parse, serve, stop_on_signals
 
 SERVICE_NAME = "muzero.v1.CheckpointService"
 BATCHES_PER_STREAM = 1000
@@ -127,17 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     published_at.set(time.time())
 
     servicer = CheckpointServicer(args.run_dir)
-    server = make_server()
-    add_to_server(server, servicer)
-    health = add_health(server, [SERVICE_NAME])
-    port = server.add_insecure_port(f"{args.host}:{args.port}")
-    if port == 0:
+    serving = serve(args.host, args.port, SERVICE_NAME, registry, args.metrics_port,
+                    register=lambda server: add_to_server(server, servicer))
+    if serving is None:
         print(f"learner: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.host, registry=registry)
-    server.start()
-    print(f"learner: checkpoint service on port {port}", flush=True)
+    print(f"learner: checkpoint service on port {serving.port}", flush=True)
 
     replay = ReplayClient(args.replay)
     batch_size = config.training.batch_size
@@ -180,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         state.model_version = learner.step
         log.info("stopped at step %d with a checkpoint", learner.step)
         pusher.close()
-        health.enter_graceful_shutdown()
-        servicer.stop()
-        server.stop(grace=5).wait()
+        servicer.stop()  # ends Watch streams, so the grace period is not spent waiting on them
+        serving.stop(grace_s=5)
         replay.close()
     return 0

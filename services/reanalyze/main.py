@@ -18,14 +18,14 @@ import os
 import sys
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from muzero.client import CheckpointClient
 from muzero.reanalyze import Reanalyzer
 from muzero.replay.client import ReplayClient
 from muzero.replay.factory import EnvSpec
 from muzero.weights import WeightsFollower, first_weights
-from services.common import (base_parser, configure_logging, load_config, parse, start_health_server,
+from services.common import (base_parser, configure_logging, load_config, parse, serve,
                              stop_on_signals)
 
 
@@ -65,19 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     version_gauge = Gauge("muzero_reanalyze_model_version", "Version searching now", registry=registry)
     lag = Gauge("muzero_reanalyze_version_lag", "Newest announced version minus the version searching",
                 registry=registry)
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.host, registry=registry)
-    health = start_health_server(args.host, args.port, HEALTH_NAME)
-    if health is None:
+    serving = serve(args.host, args.port, HEALTH_NAME, registry, args.metrics_port, serving=False)
+    if serving is None:
         print(f"reanalyze: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
-    set_serving, stop_health = health
 
     spec = EnvSpec.of(config)
     checkpoints = CheckpointClient(args.learner)
     first = first_weights(config, spec, checkpoints, stop, "muzero-reanalyze-")
     if first is None:
-        stop_health()
+        serving.stop(grace_s=2)
         return 0
     network, version, cache = first
     state.model_version = version
@@ -87,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                             batch_size=config.reanalyze.search_batch, seed=config.training.seed + 7919 * (args.worker_id + 1))
     replay = ReplayClient(args.replay)
     print(f"reanalyze {args.worker_id}: searching with version {version}", flush=True)
-    set_serving()
+    serving.set_serving()
     fraction = config.reanalyze.fraction
     try:
         while not stop.is_set():
@@ -126,6 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         replay.close()
         checkpoints.close()
-        stop_health()
+        serving.stop(grace_s=2)
         log.info("stopped")
     return 0

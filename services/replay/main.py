@@ -16,12 +16,11 @@ import logging
 import os
 import sys
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from muzero import config as config_module
-from muzero.grpc_util import add_health, make_server
-from muzero.replay.factory import EnvSpec, build_store
-from services.common import (base_parser, configure_logging, load_config, parse, redis_overrides,
+from muzero.replay.factory import EnvSpec, build_store, redis_overrides
+from services.common import (base_parser, configure_logging, load_config, parse, serve,
                              stop_on_signals)
 from services.replay.server import ReplayServicer, add_to_server
 
@@ -50,23 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     store = build_store(config, spec)
     registry = CollectorRegistry()
     servicer = ReplayServicer(config, spec, store, registry=registry, seed=config.training.seed)
-    server = make_server()
-    add_to_server(server, servicer)
-    health = add_health(server, [SERVICE_NAME])
-    port = server.add_insecure_port(f"{args.host}:{args.port}")
-    if port == 0:
+    serving = serve(args.host, args.port, SERVICE_NAME, registry, args.metrics_port,
+                    register=lambda server: add_to_server(server, servicer))
+    if serving is None:
         print(f"replay: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
-    if args.metrics_port:
-        start_http_server(args.metrics_port, addr=args.host, registry=registry)
-    server.start()
     log.info("serving %s (%s backend, experiment %s) on port %d; metrics on %s", SERVICE_NAME,
-             config.replay.backend, config.name, port, args.metrics_port or "off")
-    print(f"replay: listening on port {port}", flush=True)
+             config.replay.backend, config.name, serving.port, args.metrics_port or "off")
+    print(f"replay: listening on port {serving.port}", flush=True)
 
     stop = stop_on_signals()
     stop.wait()
     log.info("stopping: finishing calls in flight")
-    health.enter_graceful_shutdown()
-    server.stop(grace=10).wait()
+    serving.stop(grace_s=10)
     return 0

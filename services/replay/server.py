@@ -76,10 +76,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     def _wait(self, context: grpc.ServicerContext, allowed, what: str, cap_s: float | None) -> None:
-        remaining = context.time_remaining()
-        timeout = min(x for x in (remaining, cap_s) if x is not None) if (remaining or cap_s) else None
+        limits = [x for x in (context.time_remaining(), cap_s) if x is not None]
         try:
-            self.limiter.wait(allowed, timeout, what)
+            self.limiter.wait(allowed, min(limits) if limits else None, what)
         except TimeoutError as error:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
 
@@ -98,7 +97,8 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                     frame_dtype=self.spec.observation_dtype)
             except ValueError as error:
                 self._invalid(context, "AppendSegments", _naming(message.segment_id, error))
-            self._wait(context, lambda: self.limiter.can_insert(self._counts(), segment.length), "insert", None)
+            if self.limiter.limits_inserts:  # else no need to read the store's counts per segment
+                self._wait(context, lambda: self.limiter.can_insert(self._counts(), segment.length), "insert", None)
             start = time.perf_counter()
             try:
                 with self._lock:
