@@ -22,6 +22,7 @@ from pathlib import Path
 from muzero.redis_process import RedisServer, _die_with_parent, free_port
 
 STOP_ORDER = ("actor", "reanalyze", "learner", "replay")
+ROOT = Path(__file__).resolve().parent.parent  # where the services package lives
 
 
 @dataclass
@@ -125,7 +126,7 @@ class Cluster:
         log = open(service.log, "ab")
         process = subprocess.Popen([sys.executable, "-m", f"services.{service.kind}"],
                                    env={**os.environ, **service.env}, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=Path(__file__).resolve().parent.parent, preexec_fn=_die_with_parent)
+                                   cwd=ROOT, preexec_fn=_die_with_parent)
         log.close()
         service.pid = process.pid
         self.processes[name] = process

@@ -75,6 +75,20 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     return args
 
 
+def start(service: str, parser: argparse.ArgumentParser, argv: list[str] | None,
+          extra_overrides: Callable[[argparse.Namespace], list[str]] = lambda args: []):
+    """Parse the arguments, set up JSON logging and load the config: (args, config, log state).
+    A bad config ends the process with status 2 and one line naming the key."""
+    args = parse(parser, argv)
+    state = configure_logging(service)
+    try:
+        config = load_config(args, extra_overrides(args))
+    except config_module.ConfigError as error:
+        print(f"{service}: bad config: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return args, config, state
+
+
 def load_config(args: argparse.Namespace, extra: list[str] = ()) -> config_module.ExperimentConfig:
     config = config_module.load(args.config, [*args.set, *extra])
     set_torch_threads(config)

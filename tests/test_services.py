@@ -89,3 +89,16 @@ def test_learner_killed_resumes_from_its_checkpoint_at_the_same_step(cluster):
     assert f"resumed from step {step}" in log
     with CheckpointClient(cluster.checkpoint_target) as client:
         assert client.latest().version >= step
+
+
+@pytest.mark.parametrize("service", ["replay", "learner", "actor", "reanalyze"])
+def test_a_bad_config_stops_a_service_at_start_naming_the_key(service):
+    import subprocess
+    import sys
+
+    from muzero.cluster import ROOT
+
+    done = subprocess.run([sys.executable, "-m", f"services.{service}", "--set", "replay.capacity=-1"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2
+    assert f"{service}: bad config: replay.capacity" in done.stderr

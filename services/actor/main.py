@@ -27,8 +27,7 @@ from muzero.replay.client import SegmentWriter
 from muzero.replay.factory import EnvSpec
 from muzero.selfplay import SelfPlay
 from muzero.weights import WeightsFollower, first_weights
-from services.common import (base_parser, configure_logging, load_config, parse, serve,
-                             stop_on_signals)
+from services.common import base_parser, serve, start, stop_on_signals
 
 
 HEALTH_NAME = "muzero.v1.Actor"
@@ -44,14 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="unacknowledged segments before play waits")
     parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
                         help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)")
-    args = parse(parser, argv)
-    state = configure_logging("actor")
+    args, config, state = start("actor", parser, argv)
     log = logging.getLogger("muzero.actor")
-    try:
-        config = load_config(args)
-    except Exception as error:
-        print(f"actor: bad config: {error}", file=sys.stderr)
-        return 2
     stop = stop_on_signals()
 
     registry = CollectorRegistry()

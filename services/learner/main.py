@@ -32,7 +32,7 @@ from muzero.learner import Learner
 from muzero.prefetch import Prefetcher
 from muzero.replay.client import ReplayClient
 from muzero.replay.factory import EnvSpec
-from services.common import base_parser, configure_logging, load_config, parse, serve, stop_on_signals
+from services.common import base_parser, serve, start, stop_on_signals
 
 SERVICE_NAME = "muzero.v1.CheckpointService"
 BATCHES_PER_STREAM = 1000
@@ -92,14 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="parallel Sample streams from replay")
     parser.add_argument("--max-learner-steps", type=int, default=int(env.get("MUZERO_MAX_LEARNER_STEPS", 0)),
                         help="stop (with a checkpoint) after this many steps; 0: never")
-    args = parse(parser, argv)
-    state = configure_logging("learner")
+    args, config, state = start("learner", parser, argv)
     log = logging.getLogger("muzero.learner")
-    try:
-        config = load_config(args)
-    except Exception as error:  # ConfigError names the key
-        print(f"learner: bad config: {error}", file=sys.stderr)
-        return 2
     stop = stop_on_signals()
     spec = EnvSpec.of(config)
     learner = Learner(config, spec.observation_shape, spec.num_actions, args.run_dir, keep_last=args.keep_checkpoints)

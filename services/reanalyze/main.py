@@ -25,8 +25,7 @@ from muzero.reanalyze import Reanalyzer
 from muzero.replay.client import ReplayClient
 from muzero.replay.factory import EnvSpec
 from muzero.weights import WeightsFollower, first_weights
-from services.common import (base_parser, configure_logging, load_config, parse, serve,
-                             stop_on_signals)
+from services.common import base_parser, serve, start, stop_on_signals
 
 
 HEALTH_NAME = "muzero.v1.Reanalyze"
@@ -40,15 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-id", type=int, default=int(env.get("MUZERO_WORKER_ID", 0)))
     parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
                         help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)")
-    args = parse(parser, argv)
-    state = configure_logging("reanalyze")
+    args, config, state = start("reanalyze", parser, argv)
     log = logging.getLogger("muzero.reanalyze")
-    try:
-        config = load_config(args)
-        config.reanalyze.validate()
-    except Exception as error:
-        print(f"reanalyze: bad config: {error}", file=sys.stderr)
-        return 2
     if config.search.model != "learned":
         print("reanalyze: search.model must be 'learned' (segments keep observations, not game states)",
               file=sys.stderr)

@@ -18,33 +18,25 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
-from muzero import config as config_module
 from muzero.replay.factory import EnvSpec, build_store, redis_overrides
-from services.common import (base_parser, configure_logging, load_config, parse, serve,
-                             stop_on_signals)
+from services.common import base_parser, serve, start, stop_on_signals
 from services.replay.server import ReplayServicer, add_to_server
 
 SERVICE_NAME = "muzero.v1.ReplayService"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser_for_replay() -> argparse.ArgumentParser:
     env = os.environ
     parser = base_parser("python -m services.replay", __doc__)
     parser.add_argument("--redis-urls", default=env.get("MUZERO_REDIS_URLS", ""),
                         help="comma-separated shard URLs (env MUZERO_REDIS_URLS); empty: in-memory store")
     parser.add_argument("--port", type=int, default=int(env.get("MUZERO_REPLAY_PORT", 50051)))
-    return parse(parser, argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    configure_logging("replay")
+    args, config, _ = start("replay", parser_for_replay(), argv, lambda args: redis_overrides(args.redis_urls))
     log = logging.getLogger("muzero.replay")
-    args = parse_args(argv)
-    try:
-        config = load_config(args, redis_overrides(args.redis_urls))
-    except config_module.ConfigError as error:
-        print(f"replay: bad config: {error}", file=sys.stderr)
-        return 2
     spec = EnvSpec.of(config)
     store = build_store(config, spec)
     registry = CollectorRegistry()
