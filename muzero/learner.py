@@ -17,7 +17,7 @@ import torch
 
 from muzero.checkpoint import CheckpointManager, load_checkpoint
 from muzero.config import ExperimentConfig
-from muzero.learning.batch import TorchBatch
+from muzero.learning.batch import Batch
 from muzero.learning.segment import stacked_observation_shape
 from muzero.learning.targets import BootstrapTerms
 from muzero.learning.trainer import TargetNetwork, Trainer
@@ -81,14 +81,8 @@ class Learner:
         if self.target is not None and batch.bootstrap is not None:
             target_values = refreshed_targets(target_values, batch.bootstrap, self.target.values)
 
-        def tensor(array: np.ndarray) -> torch.Tensor:
-            # Arrays decoded from the wire are read-only views of the message: torch needs its own.
-            return torch.from_numpy(np.require(array, requirements=["C", "W"])).to(self.device)
-
-        torch_batch = TorchBatch(
-            observations=tensor(batch.observations), actions=tensor(batch.actions),
-            target_values=tensor(target_values), target_rewards=tensor(batch.target_rewards),
-            target_policies=tensor(batch.target_policies), value_mask=tensor(batch.value_mask),
-            reward_mask=tensor(batch.reward_mask), policy_mask=tensor(batch.policy_mask),
-            weights=tensor(batch.weights))
-        return self.trainer.train_step(torch_batch)
+        ready = Batch(observations=batch.observations, actions=batch.actions, target_values=target_values,
+                      target_rewards=batch.target_rewards, target_policies=batch.target_policies,
+                      value_mask=batch.value_mask, reward_mask=batch.reward_mask, policy_mask=batch.policy_mask,
+                      weights=batch.weights, keys=batch.keys)
+        return self.trainer.train_step(ready.to_torch(self.device))

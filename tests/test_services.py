@@ -102,3 +102,38 @@ def test_a_bad_config_stops_a_service_at_start_naming_the_key(service):
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2
     assert f"{service}: bad config: replay.capacity" in done.stderr
+
+
+def test_learner_trains_on_ready_batches_and_resumes_where_it_stopped(tmp_path):
+    """The library half of the learner service: train, checkpoint, and resume with the step."""
+    import numpy as np
+
+    from muzero import config as config_module
+    from muzero.learner import Learner
+    from muzero.learning.batch import make_batch
+    from muzero.replay.client import TrainingBatchArrays
+    from tests.factories import random_segment
+
+    config = config_module.load("cartpole", ["training.bootstrap=target_network"])
+    rng = np.random.default_rng(0)
+    segments = [random_segment(rng, num_actions=2, frame_shape=(4,), frame_stack=1, steps=12) for _ in range(8)]
+    positions = np.array([rng.integers(0, s.length) for s in segments])
+    ready = make_batch(segments, positions, config.training.unroll_steps, config.training.td_steps,
+                       config.training.discount, 1, rng)
+    from muzero.learning.targets import bootstrap_terms
+
+    arrays = TrainingBatchArrays(
+        observations=ready.observations, actions=ready.actions, target_values=ready.target_values,
+        target_rewards=ready.target_rewards, target_policies=ready.target_policies, value_mask=ready.value_mask,
+        reward_mask=ready.reward_mask, policy_mask=ready.policy_mask, weights=ready.weights, keys=ready.keys,
+        model_versions=np.zeros(8, np.int64),
+        bootstrap=bootstrap_terms(segments, positions, config.training.unroll_steps, config.training.td_steps,
+                                  config.training.discount))
+    learner = Learner(config, (4,), 2, tmp_path / "run")
+    assert learner.resume() is None and learner.wants_bootstrap_observations
+    for _ in range(3):
+        out = learner.train(arrays)
+    assert learner.step == 3 and np.isfinite(out["total"]) and out["priorities"].shape == (8,)
+    learner.save()
+    again = Learner(config, (4,), 2, tmp_path / "run")
+    assert again.resume() == 3

@@ -50,7 +50,8 @@ class Batch:
 
     def to_torch(self, device: torch.device | str = "cpu") -> TorchBatch:
         def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+            # Arrays decoded from the wire are read-only views of the message: torch needs its own.
+            return torch.from_numpy(np.require(array, requirements=["C", "W"])).to(device)
 
         return TorchBatch(
             observations=tensor(self.observations),
