@@ -188,6 +188,10 @@ class ReplayConfig:
     redis_urls: list[str] = field(default_factory=list)
     """Redis: one URL per shard, e.g. ["redis://:password@replay-redis-0:6379/0"]."""
     key_prefix: str = "mz"
+    cache_bytes: int = 256 * 2**20
+    """Redis: decoded segments and frames a replay front keeps in memory, so a window drawn
+    again costs no Redis read or decode (both are immutable; reanalysed targets are versioned);
+    0 turns the cache off."""
     zstd_level: int = 3
     zstd_dictionary: bool = False
     """Train a zstd dictionary on the first frames (helps small frames) and use it for frames
@@ -206,6 +210,7 @@ class ReplayConfig:
         _require(self.backend in ("memory", "redis"), "replay.backend", "must be 'memory' or 'redis'")
         _require(self.capacity >= 1, "replay.capacity", "must be >= 1")
         _require(self.capacity_bytes >= 0, "replay.capacity_bytes", "must be >= 0")
+        _require(self.cache_bytes >= 0, "replay.cache_bytes", "must be >= 0")
         _require(self.segment_length >= 1, "replay.segment_length", "must be >= 1")
         _require(self.min_size >= 1, "replay.min_size", "must be >= 1")
         _require(self.min_size <= self.capacity, "replay.min_size", "must be <= replay.capacity")

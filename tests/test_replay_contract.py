@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,7 +21,11 @@ FRAME_SHAPE = (2, 3)
 FRAME_STACK = 2
 UNROLL, TD = 2, 3
 WINDOW = UNROLL + TD + 1
-BACKENDS = ["memory", "redis-1", "redis-3"]
+# redis-N: the front's default cache (small frames: cached segments keep theirs assembled);
+# -framecache: a cache too small for that, so frames are cached one by one and evicted;
+# -nocache: every read goes to Redis.
+BACKENDS = ["memory", "redis-1", "redis-3", "redis-1-framecache", "redis-3-nocache"]
+CACHE_BYTES = {"": 256 * 2**20, "framecache": 4096, "nocache": 0}
 
 
 def make_store(backend: str, redis_shards, capacity: int = 200, **overrides) -> ReplayStorage:
@@ -28,10 +33,11 @@ def make_store(backend: str, redis_shards, capacity: int = 200, **overrides) -> 
                           priority_beta=1.0, **overrides)
     if backend == "memory":
         return MemoryReplay(config, num_actions=NUM_ACTIONS, observation_shape=FRAME_SHAPE, frame_stack=FRAME_STACK)
-    shards = int(backend.split("-")[1])
+    _, shards, *variant = backend.split("-")
+    config = replace(config, cache_bytes=CACHE_BYTES["".join(variant)])
     store = RedisReplay(config, experiment=f"test-{uuid.uuid4().hex[:8]}", num_actions=NUM_ACTIONS,
                         observation_shape=FRAME_SHAPE, frame_stack=FRAME_STACK, window_steps=WINDOW,
-                        observation_dtype=np.float32, clients=[s.client() for s in redis_shards[:shards]])
+                        observation_dtype=np.float32, clients=[s.client() for s in redis_shards[:int(shards)]])
     return store
 
 
@@ -181,6 +187,9 @@ def test_reanalysed_targets_are_preferred_and_versioned(store):
     fresh_values = np.full(8, 0.25, dtype=np.float32)
     assert store.write_targets(segment.segment_id, fresh_policies, fresh_values, model_version=10)
     assert not store.write_targets(segment.segment_id, fresh_policies[:, ::-1].copy(), fresh_values, model_version=5)
+    # The first write of a version wins: (segment, version) names one set of targets.
+    assert not store.write_targets(segment.segment_id, fresh_policies[:, ::-1].copy(), fresh_values,
+                                   model_version=10)
     assert not store.write_targets("gone", fresh_policies, fresh_values, model_version=11)
     with pytest.raises(ValueError, match="policies"):
         store.write_targets(segment.segment_id, fresh_policies[:3], fresh_values, model_version=12)

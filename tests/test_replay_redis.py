@@ -300,3 +300,53 @@ def test_a_tampered_frame_is_refused_not_inflated(shards):
     with pytest.raises(FrameError, match="declares 10000000 bytes"):
         store.sample(4, rng)
     store.clear()
+
+
+def _reads(clients) -> int:
+    """GET and MGET calls the shards have served so far."""
+    total = 0
+    for client in clients:
+        stats = client.info("commandstats")
+        total += sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("get", "mget"))
+    return total
+
+
+# 1000 transitions of 24-byte frames: 48 kB; a 32 kB cache keeps frames one by one.
+@pytest.mark.parametrize("cache_bytes", [256 * 2**20, 32768], ids=["segment-frames", "frame-cache"])
+def test_a_warm_front_samples_without_reading_segments_or_frames(shards, cache_bytes):
+    store = redis_store(shards, capacity=1000, cache_bytes=cache_bytes)
+    assert store.segment_frames == (cache_bytes > 2 * 24 * 1000)
+    rng = np.random.default_rng(20)
+    inserted = {}
+    for _ in range(3):
+        segment = make_segment(rng, steps=12, length=10, terminated=False)
+        inserted[segment.segment_id] = segment
+        store.insert(segment)
+    for _ in range(20):  # every window of every segment is drawn, so all of it is cached
+        store.sample(32, rng)
+    before = _reads(shards)
+    sampled = store.sample(32, rng)
+    assert _reads(shards) == before
+    assert store.cache.hits > 0
+    # What the cache serves is what was stored.
+    for window, segment_id, position in zip(sampled.segments, sampled.keys.segment_ids, sampled.keys.positions):
+        expected = inserted[segment_id].window(int(position), WINDOW)
+        for name in ("observations", "actions", "rewards", "policies", "root_values"):
+            np.testing.assert_array_equal(getattr(window, name), getattr(expected, name))
+    store.clear()
+
+
+def test_targets_written_after_caching_reach_the_next_sample(shards):
+    store = redis_store(shards, capacity=100)
+    rng = np.random.default_rng(21)
+    segment = make_segment(rng, steps=8)
+    store.insert(segment)
+    store.sample(16, rng)  # cached with the actor's targets
+    for version in (3, 7):
+        policies = np.tile(np.eye(NUM_ACTIONS, dtype=np.float32)[version % NUM_ACTIONS], (8, 1))
+        assert store.write_targets(segment.segment_id, policies, np.full(8, version, np.float32), version)
+        sampled = store.sample(16, rng)
+        for window in sampled.segments:
+            np.testing.assert_array_equal(window.policies[0], policies[0])
+            assert window.root_values[0] == version
+    store.clear()

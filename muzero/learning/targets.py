@@ -240,14 +240,17 @@ def bootstrap_terms(segments: Sequence[Segment], positions: np.ndarray, unroll_s
     scale = np.zeros((batch, num_positions), dtype=np.float32)
     stored = np.zeros((batch, num_positions), dtype=np.float32)
     observations = np.zeros((batch, num_positions, *stacked_shape), dtype=segments[0].observations.dtype)
+    offsets = np.arange(num_positions)
     for b, (segment, start) in enumerate(zip(segments, positions)):
-        for k in range(num_positions):
-            at = int(start) + k + td_steps
-            if at >= segment.num_steps:
-                break
-            mask[b, k] = True
-            same_player = segment.to_play[at] == segment.to_play[start + k]
-            scale[b, k] = discount**td_steps * (1.0 if same_player else -1.0)
-            stored[b, k] = segment.root_values[at]
-            observations[b, k] = segment.stacked_observation(at)
+        # Unroll positions k whose bootstrap step t + k + n is inside the segment, all at once.
+        valid = min(num_positions, max(segment.num_steps - int(start) - td_steps, 0))
+        if valid == 0:
+            continue
+        at = int(start) + td_steps + offsets[:valid]
+        mask[b, :valid] = True
+        same_player = segment.to_play[at] == segment.to_play[at - td_steps]
+        scale[b, :valid] = np.where(same_player, discount**td_steps, -(discount**td_steps))
+        stored[b, :valid] = segment.root_values[at]
+        frames = segment.observations[at[:, None] + np.arange(segment.frame_stack)]  # (valid, fs, *obs_shape)
+        observations[b, :valid] = frames.reshape(valid, *stacked_shape)  # frames stacked on the first axis
     return BootstrapTerms(mask=mask, scale=scale, stored_values=stored, observations=observations)

@@ -163,12 +163,13 @@ class MemoryReplay:
     def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
                       model_version: int) -> bool:
         """Replace a stored segment's policies and root values with reanalysed ones; False if
-        it was evicted or already holds targets of a newer version."""
-        stored = self._by_id.get(segment_id)
-        if stored is None or stored.targets_version > model_version:
-            return False
+        it was evicted or already holds targets of this or a newer version (the first write
+        of a version wins)."""
         if model_version < 0:
             raise ValueError(f"model_version: must be >= 0, got {model_version}")
+        stored = self._by_id.get(segment_id)
+        if stored is None or stored.targets_version >= model_version:
+            return False
         fresh = replace(stored.segment, policies=np.asarray(policies, dtype=np.float32),
                         root_values=np.asarray(root_values, dtype=np.float32))
         fresh.validate(self.num_actions, self.observation_shape, self.frame_stack)

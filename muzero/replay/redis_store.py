@@ -30,11 +30,13 @@ import redis
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys, Segment, stack_frames
 from muzero.replay import codec
+from muzero.replay.cache import ByteLRU
 from muzero.replay.frames import FrameCodec, FrameDictionary, FrameError, frame_hash
 from muzero.replay.protocol import SampledBatch, checked_priorities
 from muzero.replay.rate_limiter import Counts
 
 _SCRIPTS = ("init", "insert", "sample", "update", "write_targets", "fsck")
+_SEGMENT_ARRAYS = ("actions", "rewards", "to_play", "legal_masks", "policies", "root_values")
 MAX_SAMPLE_RETRIES = 20
 
 
@@ -107,6 +109,12 @@ class RedisReplay:
             except redis.ResponseError as error:
                 raise ReplayError(f"replay shard {index}: {error}") from None
             self.shards.append(shard)
+        self.cache = ByteLRU(config.cache_bytes)
+        # When every stored frame fits in half the cache (small frames: CartPole, board games),
+        # a cached segment keeps its frames assembled and a window is a slice of them: per-frame
+        # lookups would cost more than the frames. Large frames (Atari) are cached one by one,
+        # so a window reads only its own.
+        self.segment_frames = 0 < 2 * self.frame_bytes * config.capacity <= config.cache_bytes
         self.codec = FrameCodec(config.zstd_level, dictionary_max_bytes=config.zstd_dictionary_max_frame_bytes)
         self._dictionary_samples: list[np.ndarray] = []
         self._load_dictionary()
@@ -166,11 +174,15 @@ class RedisReplay:
                       model_version: int) -> bool:
         """Store reanalysed targets for a stored segment; False if it was evicted (or has newer ones)."""
         shard = self.shards[shard_of(segment_id, len(self.shards))]
-        blob = shard.client.get(shard.prefix + "seg:" + segment_id)
-        if blob is None:
-            return False
-        stored = codec.stored_segment_from_bytes(blob)
-        steps = len(stored.actions.shape) and stored.actions.shape[0]
+        cached = self.cache.get(("segment", segment_id))
+        if cached is not None:  # its shape, without reading it again
+            steps, length = cached[0].num_steps, cached[0].length
+        else:
+            blob = shard.client.get(shard.prefix + "seg:" + segment_id)
+            if blob is None:
+                return False
+            stored = codec.stored_segment_from_bytes(blob)
+            steps, length = len(stored.actions.shape) and stored.actions.shape[0], stored.length
         policies = np.asarray(policies, dtype=np.float32)
         root_values = np.asarray(root_values, dtype=np.float32)
         if policies.shape != (steps, self.num_actions):
@@ -185,7 +197,7 @@ class RedisReplay:
             raise ValueError(f"model_version: must be >= 0, got {model_version}")
         message = codec.targets_to_proto(segment_id, policies, root_values, model_version)
         return bool(shard.call("write_targets", segment_id, message.SerializeToString(), int(model_version),
-                               int(stored.length)))
+                               int(length)))
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -218,13 +230,15 @@ class RedisReplay:
         """``count`` whole stored segments (with their frames and freshest targets), for reanalyze."""
         for _ in range(MAX_SAMPLE_RETRIES):
             draws, _, _ = self._draw(count, rng, uniform, False)
-            read = self._read_windows([(shard, sid, 0, mass) for shard, sid, _, mass in draws], whole=True)
+            read = self._read_windows([(shard, sid, 0, mass, version) for shard, sid, _, mass, version in draws],
+                                      whole=True)
             if read is not None:
                 return read[0]
         raise ReplayError(f"read_segments: segments were evicted under {MAX_SAMPLE_RETRIES} attempts in a row")
 
     def _draw(self, count: int, rng: np.random.Generator, uniform: bool, tally: bool) -> tuple[list, float, int]:
-        """[(shard, segment id, position, priority mass)] * count, the total mass and transitions."""
+        """[(shard, segment id, position, priority mass, targets version)] * count, the total
+        mass and transitions."""
         tree = "ctree" if uniform else "tree"
         masses, transitions = [], []
         for shard in self.shards:
@@ -246,9 +260,10 @@ class RedisReplay:
                     break
                 reply = shard.call("sample", "uniform" if uniform else "priority", "count" if tally else "",
                                    *[repr(float(u)) for u in rng.random(share - len(got))])
-                for i in range(2, len(reply), 3):
+                for i in range(2, len(reply), 4):
                     if reply[i]:
-                        got.append((shard, reply[i].decode(), int(reply[i + 1]), float(reply[i + 2])))
+                        got.append((shard, reply[i].decode(), int(reply[i + 1]), float(reply[i + 2]),
+                                    int(reply[i + 3])))
             if len(got) < share:
                 raise ValueError("cannot sample: a replay shard emptied while sampling")
             draws += got
@@ -266,23 +281,21 @@ class RedisReplay:
                    if stack_only else None)
         for index, rows in by_shard.items():
             shard = self.shards[index]
-            ids = sorted({draws[b][1] for b in rows})
-            pipe = shard.client.pipeline(transaction=False)
-            for segment_id in ids:
-                pipe.get(shard.prefix + "seg:" + segment_id)
-                pipe.get(shard.prefix + "fl:" + segment_id)
-                pipe.get(shard.prefix + "rz:" + segment_id)
-            replies = pipe.execute()
-            bases: dict[str, tuple[Segment, str]] = {}
-            for i, segment_id in enumerate(ids):
-                blob, frame_list, targets = replies[3 * i : 3 * i + 3]
-                if blob is None or frame_list is None:
-                    return None
-                bases[segment_id] = (self._decode_segment(blob, targets), frame_list.decode())
+            bases = self._bases(shard, {draws[b][1]: draws[b][4] for b in rows})
+            if bases is None:
+                return None
+            if self.segment_frames:  # the cached segments hold their frames: windows are slices
+                for b in rows:
+                    _, segment_id, position, _, _ = draws[b]
+                    base = bases[segment_id][0]
+                    windows[b] = base if whole else base.window(position, self.window_steps)
+                    if stack_only:
+                        stacked[b] = base.observations[position : position + self.frame_stack]
+                continue
             spans = {}
             wanted: set[str] = set()
             for b in rows:
-                _, segment_id, position, _ = draws[b]
+                _, segment_id, position, _, _ = draws[b]
                 base, frame_list = bases[segment_id]
                 start, end = (0, base.num_steps) if whole else (position, min(position + self.window_steps,
                                                                                   base.num_steps))
@@ -290,13 +303,11 @@ class RedisReplay:
                 hashes = [frame_list[32 * i : 32 * i + 32] for i in range(start, last)]
                 spans[b] = hashes
                 wanted.update(hashes)
-            wanted_list = sorted(wanted)
-            blobs = shard.client.mget([shard.prefix + "f:" + h for h in wanted_list])
-            if any(blob is None for blob in blobs):
+            frames = self._frames(shard, wanted)
+            if frames is None:
                 return None
-            frames = {h: self._decode_frame(blob) for h, blob in zip(wanted_list, blobs)}
             for b in rows:
-                _, segment_id, position, _ = draws[b]
+                _, segment_id, position, _, _ = draws[b]
                 base = bases[segment_id][0]
                 window = base if whole else base.window(position, self.window_steps)
                 if stack_only:
@@ -308,17 +319,81 @@ class RedisReplay:
         observations = None if stacked is None else stack_frames(stacked)
         return windows, observations  # type: ignore[return-value]
 
-    def _decode_segment(self, blob: bytes, targets: bytes | None) -> Segment:
-        """A stored segment, freshest targets applied, with stand-in frames that take no memory
+    def _bases(self, shard: _Shard, versions: dict[str, int]) -> dict[str, tuple[Segment, str]] | None:
+        """Segment id -> (segment with stand-in frames and targets at least as fresh as
+        ``versions[id]``, its frame list), from the cache or one pipelined read; None if any is gone."""
+        bases: dict[str, tuple[Segment, str]] = {}
+        stale: dict[str, tuple[Segment, str] | None] = {}  # cached with older targets, or not cached
+        for segment_id, version in versions.items():
+            cached = self.cache.get(("segment", segment_id))
+            if cached is not None and cached[2] >= version:
+                bases[segment_id] = cached[:2]
+            else:
+                stale[segment_id] = None if cached is None else cached[:2]
+        if not stale:
+            return bases
+        pipe = shard.client.pipeline(transaction=False)
+        for segment_id, cached in stale.items():
+            if cached is None:
+                pipe.get(shard.prefix + "seg:" + segment_id)
+                pipe.get(shard.prefix + "fl:" + segment_id)
+            pipe.get(shard.prefix + "rz:" + segment_id)
+        replies = iter(pipe.execute())
+        for segment_id, cached in stale.items():
+            if cached is None:
+                blob, frame_list = next(replies), next(replies)
+                if blob is None or frame_list is None:
+                    return None
+                base, frame_list = self._decode_segment(blob), frame_list.decode()
+            else:
+                base, frame_list = cached
+            targets, version = next(replies), -1
+            if targets is None and cached is not None:
+                return None  # the draw saw reanalysed targets: the segment was evicted since
+            if targets is not None:  # reanalysed: the freshest targets win
+                base, version = self._with_targets(base, targets)
+            if cached is None and self.segment_frames:
+                hashes = [frame_list[i : i + 32] for i in range(0, len(frame_list), 32)]
+                frames = self._frames(shard, set(hashes), keep=False)
+                if frames is None:
+                    return None
+                observations = np.stack([frames[h] for h in hashes])
+                observations.flags.writeable = False
+                base = replace(base, observations=observations)
+            bases[segment_id] = (base, frame_list)
+            nbytes = len(frame_list) + sum(getattr(base, name).nbytes for name in _SEGMENT_ARRAYS)
+            if self.segment_frames:
+                nbytes += base.observations.nbytes
+            self.cache.put(("segment", segment_id), (base, frame_list, version), nbytes + 512)
+        return bases
+
+    def _frames(self, shard: _Shard, hashes: set[str], keep: bool = True) -> dict[str, np.ndarray] | None:
+        """Frame hash -> decoded frame, from the cache or one MGET (``keep``: cache what was
+        read); None if any is gone."""
+        frames, missing = {}, []
+        for h in hashes:
+            frame = self.cache.get(("frame", h))
+            if frame is None:
+                missing.append(h)
+            else:
+                frames[h] = frame
+        if missing:
+            blobs = shard.client.mget([shard.prefix + "f:" + h for h in missing])
+            if any(blob is None for blob in blobs):
+                return None
+            for h, blob in zip(missing, blobs):
+                frame = frames[h] = self._decode_frame(blob)
+                if keep:
+                    frame.flags.writeable = False  # shared by every window that reads it
+                    self.cache.put(("frame", h), frame, frame.nbytes + 128)
+        return frames
+
+    def _decode_segment(self, blob: bytes) -> Segment:
+        """A stored segment as the actor sent it, with stand-in frames that take no memory
         (the caller puts the frames it read in place)."""
         message = codec.stored_segment_from_bytes(blob)
         fields = {name: codec.tensor_from_proto(getattr(message, name), f"stored.{name}")
-                  for name in ("actions", "rewards", "to_play", "legal_masks", "policies", "root_values")}
-        if targets is not None:  # reanalysed: the freshest targets win
-            fresh = codec.replay_pb2.ReanalysedTargets()
-            fresh.ParseFromString(targets)
-            fields["policies"] = codec.tensor_from_proto(fresh.policies, "reanalysed.policies")
-            fields["root_values"] = codec.tensor_from_proto(fresh.root_values, "reanalysed.root_values")
+                  for name in _SEGMENT_ARRAYS}
         length = int(message.length)
         steps = fields["actions"].shape[0]
         placeholder = np.broadcast_to(np.zeros(self.observation_shape, self.observation_dtype),
@@ -328,6 +403,15 @@ class RedisReplay:
                        bootstrap_to_play=int(message.bootstrap_to_play),
                        priorities=np.ones(length, dtype=np.float32), model_version=int(message.model_version),
                        segment_id=message.segment_id, **fields)
+
+    @staticmethod
+    def _with_targets(segment: Segment, targets: bytes) -> tuple[Segment, int]:
+        """``segment`` with reanalysed policies and root values, and their model version."""
+        fresh = codec.replay_pb2.ReanalysedTargets()
+        fresh.ParseFromString(targets)
+        return replace(segment, policies=codec.tensor_from_proto(fresh.policies, "reanalysed.policies"),
+                       root_values=codec.tensor_from_proto(fresh.root_values, "reanalysed.root_values")), \
+            int(fresh.model_version)
 
     def _decode_frame(self, blob: bytes) -> np.ndarray:
         try:
@@ -425,6 +509,7 @@ class RedisReplay:
 
     def clear(self) -> None:
         """Delete every key of this experiment (tests, ``muzero replay reset``)."""
+        self.cache.clear()
         for shard in self.shards:
             keys = list(shard.client.scan_iter(match=shard.prefix.replace("{", "\\{").replace("}", "\\}") + "*",
                                                count=1000))

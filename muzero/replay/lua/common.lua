@@ -47,6 +47,26 @@ local function tree_set_range(key, leaves, a, b, packed)
   end
 end
 
+-- Set scattered leaves ({leaf, packed double} pairs, as update does), then recompute
+-- their ancestors level by level, each parent once however many of its leaves changed.
+local function tree_set_leaves(key, leaves, updates)
+  local dirty = {}
+  for _, update in ipairs(updates) do
+    redis.call('SETRANGE', key, (leaves + update[1]) * 8, update[2])
+    dirty[math.floor((leaves + update[1]) / 2)] = true
+  end
+  while next(dirty) do
+    local parents = {}
+    for node in pairs(dirty) do
+      local children = redis.call('GETRANGE', key, node * 16, node * 16 + 15)
+      local sum = struct.unpack('<d', children, 1) + struct.unpack('<d', children, 9)
+      redis.call('SETRANGE', key, node * 8, struct.pack('<d', sum))
+      if node > 1 then parents[math.floor(node / 2)] = true end
+    end
+    dirty = parents
+  end
+end
+
 local function repeat_double(value, count)
   return string.rep(struct.pack('<d', value), count)
 end

@@ -14,9 +14,7 @@ for i = 2, #ARGV, 3 do
     updates[#updates + 1] = {first + position, ARGV[i + 2]}
   end
 end
-for _, update in ipairs(updates) do
-  tree_set_range(P .. 'tree', leaves, update[1], update[1], update[2])
-end
+tree_set_leaves(P .. 'tree', leaves, updates)
 local stale = (#ARGV - 1) / 3 - #updates
 redis.call('HINCRBY', META, 'priority_updates_total', #updates)
 redis.call('HINCRBY', META, 'stale_priority_updates_total', stale)
