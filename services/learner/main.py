@@ -25,10 +25,12 @@ import threading
 import time
 
 import grpc
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from muzero.checkpoint_service import CheckpointServicer, add_to_server
 from muzero.learner import Learner
+from muzero.learning.segment import SampleKeys
 from muzero.prefetch import Prefetcher
 from muzero.replay.client import ReplayClient
 from muzero.replay.factory import EnvSpec
@@ -66,10 +68,23 @@ class PriorityPusher:
         self._thread.join(timeout=timeout_s)
 
     def _run(self) -> None:
-        while True:
-            keys, priorities = self.queue.get()
-            if keys is None:
+        stopping = False
+        while not stopping:
+            pending = [self.queue.get()]
+            # Whatever queued up while the last call was out goes in one call: one RPC and one
+            # script run per shard instead of one per step (later updates of a key still win).
+            while True:
+                try:
+                    pending.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = any(keys is None for keys, _ in pending)
+            pending = [(keys, priorities) for keys, priorities in pending if keys is not None]
+            if not pending:
                 return
+            keys = SampleKeys(segment_ids=np.concatenate([k.segment_ids for k, _ in pending]),
+                              positions=np.concatenate([k.positions for k, _ in pending]))
+            priorities = np.concatenate([p for _, p in pending])
             try:
                 self.client.update_priorities(keys, priorities)
             except grpc.RpcError as error:
