@@ -40,4 +40,8 @@ if [ "$want_test" = 1 ] && ! command -v redis-server >/dev/null && [ ! -x /usr/b
   # The suite starts its own servers on free ports; the distribution's service is not needed.
   (command -v systemctl >/dev/null && systemctl disable --now redis-server >/dev/null 2>&1) || true
 fi
+if [ "$want_test" = 1 ]; then
+  # helm, hadolint, kubernetes-validate and prometheus for the deployment tests (helm chart, Dockerfile, metrics).
+  MUZERO_VENV="$venv" bash scripts/install_tools.sh
+fi
 log "ready: $venv"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -86,6 +87,13 @@ def start(service: str, parser: argparse.ArgumentParser, argv: list[str] | None,
     except config_module.ConfigError as error:
         print(f"{service}: bad config: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    if config.training.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            print(f"{service}: bad config: training.device: {config.training.device!r}, but this machine has no "
+                  "CUDA device (or torch was built without CUDA)", file=sys.stderr)
+            raise SystemExit(2)
     return args, config, state
 
 
@@ -103,6 +111,17 @@ def set_torch_threads(config: config_module.ExperimentConfig) -> None:
     threads = int(os.environ.get("MUZERO_TORCH_THREADS", 0)) or config.training.torch_threads
     if threads:
         torch.set_num_threads(threads)
+
+
+def instance_id(value: str) -> int:
+    """A worker's id: a number as given, or a name (a Deployment pod's, which has no ordinal)
+    hashed to a stable non-negative number, so each replica seeds differently."""
+    value = value.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("expected a number or a name, got an empty string")
+    if value.isdigit():
+        return int(value)
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=4).digest(), "little")
 
 
 def stop_on_signals() -> threading.Event:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import urllib.request
 
 import grpc
@@ -14,20 +13,10 @@ from muzero.client import CheckpointClient
 from muzero.cluster import Cluster, scrape
 from muzero.grpc_util import check_health, make_channel
 from muzero.v1 import checkpoint_pb2, checkpoint_pb2_grpc, replay_pb2, replay_pb2_grpc
+from tests.waiting import wait_for
 
 FAST = ["env.num_envs=8", "search.num_simulations=4", "replay.min_size=64", "replay.segment_length=20",
         "training.batch_size=32", "training.checkpoint_interval=20", "reanalyze.segments_per_round=2"]
-
-
-def wait_for(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout_s} s for {what}")
-        time.sleep(0.1)
 
 
 def metric(service, name: str) -> float:
@@ -102,6 +91,19 @@ def test_a_bad_config_stops_a_service_at_start_naming_the_key(service):
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2
     assert f"{service}: bad config: replay.capacity" in done.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_cuda_device_without_cuda_stops_a_service_naming_the_key():
+    import subprocess
+    import sys
+
+    from muzero.cluster import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "services.actor", "--set", "training.device=cuda"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2
+    assert "actor: bad config: training.device: 'cuda'" in done.stderr
 
 
 def test_learner_trains_on_ready_batches_and_resumes_where_it_stopped(tmp_path):

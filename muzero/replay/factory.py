@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import numpy as np
 
@@ -33,15 +34,25 @@ class EnvSpec:
                 close()
 
 
-def redis_overrides(urls: str | list[str]) -> list[str]:
+def redis_overrides(urls: str | list[str], password: str = "") -> list[str]:
     """Config overrides that put replay on these Redis shards (a list, or one comma-separated
-    string as in MUZERO_REDIS_URLS); none for no URLs."""
+    string as in MUZERO_REDIS_URLS); none for no URLs. ``password`` (e.g. MUZERO_REDIS_PASSWORD,
+    from a Kubernetes Secret) goes into each URL that carries no credentials of its own."""
     if isinstance(urls, str):
         urls = urls.split(",")
     urls = [u.strip() for u in urls if u.strip()]
     if not urls:
         return []
+    if password:
+        urls = [_with_password(u, password) for u in urls]
     return ["replay.backend=redis", "replay.redis_urls=[" + ", ".join(f'"{u}"' for u in urls) + "]"]
+
+
+def _with_password(url: str, password: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" in rest.split("/", 1)[0]:
+        return url  # no scheme to place it after, or credentials already given
+    return f"{scheme}://:{quote(password, safe='')}@{rest}"
 
 
 def window_steps(config: ExperimentConfig) -> int:

@@ -27,7 +27,7 @@ from muzero.replay.client import SegmentWriter
 from muzero.replay.factory import EnvSpec
 from muzero.selfplay import SelfPlay
 from muzero.weights import WeightsFollower, first_weights
-from services.common import base_parser, serve, start, stop_on_signals
+from services.common import base_parser, instance_id, serve, start, stop_on_signals
 
 
 HEALTH_NAME = "muzero.v1.Actor"
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser("python -m services.actor", __doc__)
     parser.add_argument("--replay", default=env.get("MUZERO_REPLAY_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--learner", default=env.get("MUZERO_LEARNER_ADDR", "127.0.0.1:50052"))
-    parser.add_argument("--actor-id", type=int, default=int(env.get("MUZERO_ACTOR_ID", 0)))
+    parser.add_argument("--actor-id", type=instance_id, default=env.get("MUZERO_ACTOR_ID", "0"),
+                        help="a number, or a name (the pod's) hashed to one; seeds differ per actor")
     parser.add_argument("--max-inflight", type=int, default=int(env.get("MUZERO_MAX_INFLIGHT", 64)),
                         help="unacknowledged segments before play waits")
     parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         serving.stop(grace_s=2)
         return 0
     network, version, cache = first
-    selfplay = SelfPlay(config, network, seed=config.training.seed + 1000 * (args.actor_id + 1))
+    device = config.training.device  # a GPU pod searches on its GPU
+    selfplay = SelfPlay(config, network.to(device), seed=config.training.seed + 1000 * (args.actor_id + 1),
+                        device=device)
     selfplay.model_version = version
     state.model_version = version
     version_gauge.set(version)

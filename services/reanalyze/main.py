@@ -25,7 +25,7 @@ from muzero.reanalyze import Reanalyzer
 from muzero.replay.client import ReplayClient
 from muzero.replay.factory import EnvSpec
 from muzero.weights import WeightsFollower, first_weights
-from services.common import base_parser, serve, start, stop_on_signals
+from services.common import base_parser, instance_id, serve, start, stop_on_signals
 
 
 HEALTH_NAME = "muzero.v1.Reanalyze"
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser("python -m services.reanalyze", __doc__)
     parser.add_argument("--replay", default=env.get("MUZERO_REPLAY_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--learner", default=env.get("MUZERO_LEARNER_ADDR", "127.0.0.1:50052"))
-    parser.add_argument("--worker-id", type=int, default=int(env.get("MUZERO_WORKER_ID", 0)))
+    parser.add_argument("--worker-id", type=instance_id, default=env.get("MUZERO_WORKER_ID", "0"),
+                        help="a number, or a name (the pod's) hashed to one; seeds differ per worker")
     parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
                         help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)")
     args, config, state = start("reanalyze", parser, argv)
@@ -72,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     state.model_version = version
     version_gauge.set(version)
     follower = WeightsFollower(checkpoints, cache, version, stop)
-    reanalyzer = Reanalyzer(config, network, spec.num_actions, spec.num_players,
-                            batch_size=config.reanalyze.search_batch, seed=config.training.seed + 7919 * (args.worker_id + 1))
+    device = config.training.device  # a GPU pod searches on its GPU
+    reanalyzer = Reanalyzer(config, network.to(device), spec.num_actions, spec.num_players,
+                            batch_size=config.reanalyze.search_batch, device=device,
+                            seed=config.training.seed + 7919 * (args.worker_id + 1))
     replay = ReplayClient(args.replay)
     print(f"reanalyze {args.worker_id}: searching with version {version}", flush=True)
     serving.set_serving()

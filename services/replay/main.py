@@ -5,7 +5,8 @@ name or a TOML path), overrides (``--set`` or ``MUZERO_SET``, separated by
 ``;``), the shards (``--redis-urls`` or ``MUZERO_REDIS_URLS``, comma separated;
 without them the store is in memory, for single-process use), the gRPC port
 (``--port`` / ``MUZERO_REPLAY_PORT``, 50051) and the metrics port
-(``--metrics-port`` / ``MUZERO_METRICS_PORT``, 9100; 0 disables).
+(``--metrics-port`` / ``MUZERO_METRICS_PORT``, 9100; 0 disables). ``MUZERO_REDIS_PASSWORD``
+(environment only, kept off the command line) authenticates to shards whose URLs carry none.
 SIGTERM or SIGINT: stop taking calls, finish those in flight (10 s), exit 0.
 """
 
@@ -35,7 +36,9 @@ def parser_for_replay() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, config, _ = start("replay", parser_for_replay(), argv, lambda args: redis_overrides(args.redis_urls))
+    password = os.environ.get("MUZERO_REDIS_PASSWORD", "")
+    args, config, _ = start("replay", parser_for_replay(), argv,
+                            lambda args: redis_overrides(args.redis_urls, password=password))
     log = logging.getLogger("muzero.replay")
     spec = EnvSpec.of(config)
     store = build_store(config, spec)
