@@ -247,6 +247,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from muzero.k8s.status import run
+
+    return run(args.namespace, args.release, args.kubeconfig, args.in_cluster, args.context, args.json, args.timeout)
+
+
+def cmd_autoscale(args: argparse.Namespace) -> int:
+    from muzero.k8s.autoscaler import main
+
+    return main(args.options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="muzero", description="MuZero training system")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -307,12 +319,32 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--redis-urls", help="comma-separated shard URLs (default: the config's)")
     replay.set_defaults(func=cmd_replay)
 
+    status = commands.add_parser("status", help="on Kubernetes: the release's pods per component, ready, restarts, "
+                                                "model version")
+    status.add_argument("--namespace", help="default: the kubeconfig context's (in a pod: its own)")
+    status.add_argument("--release", default="muzero", help="Helm release name (default muzero)")
+    credentials = status.add_mutually_exclusive_group()
+    credentials.add_argument("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)")
+    credentials.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    status.add_argument("--context", help="kubeconfig context (default: the current one)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    status.add_argument("--timeout", type=float, default=3.0, help="seconds per request to the API server")
+    status.set_defaults(func=cmd_status)
+
+    autoscale = commands.add_parser("autoscale", add_help=False,
+                                    help="on Kubernetes: scale the actor Deployment to keep samples per insert in a band")
+    autoscale.add_argument("options", nargs=argparse.REMAINDER, help="its own options (see --help)")
+    autoscale.set_defaults(func=cmd_autoscale)
+
     presets = commands.add_parser("presets", help="list the bundled presets")
     presets.set_defaults(func=cmd_presets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["autoscale"]:  # its options start with "--", which argparse's REMAINDER would refuse
+        return cmd_autoscale(argparse.Namespace(options=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

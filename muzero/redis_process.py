@@ -30,12 +30,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def redis_server_binary() -> str:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+def installed_binary(name: str, installer: str) -> str:
+    """The path of the ``name`` server binary; RuntimeError saying how to install it if missing."""
+    binary = shutil.which(name) or f"/usr/bin/{name}"
     if not Path(binary).exists():
-        raise RuntimeError("redis-server is not installed: `make test` installs it, "
-                           "or run `apt-get install -y redis-server`")
+        raise RuntimeError(f"{name} is not installed: {installer} installs it, or run `apt-get install -y {name}`")
     return binary
+
+
+def redis_server_binary() -> str:
+    return installed_binary("redis-server", "`make test`")
 
 
 class RedisServer:
