@@ -223,7 +223,8 @@ class PodProcess:
     def start(self, argv: list[str], **env_overrides: str) -> PodProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([self.localize(a) for a in argv], env=self.env(**env_overrides),
+            # argv[0] is the image's program, found here in this venv: not a path in the pod's volumes.
+            self.process = subprocess.Popen([argv[0], *map(self.localize, argv[1:])], env=self.env(**env_overrides),
                                             stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
                                             preexec_fn=_die_with_parent)
         return self
