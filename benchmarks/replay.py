@@ -104,10 +104,10 @@ def redis_cpu_s(servers: list[RedisServer]) -> float:
 
 
 def measure(segments: list[Segment], servers: list[RedisServer], frame_shape, dtype, frame_stack: int,
-            num_actions: int, batches: int, zstd_level: int) -> dict:
+            num_actions: int, batches: int, zstd_level: int, cache_bytes: int) -> dict:
     transitions = sum(s.length for s in segments)
     config = ReplayConfig(capacity=2 * transitions, min_size=1, segment_length=SEGMENT_LENGTH, priority_alpha=0.6,
-                          priority_beta=0.4, zstd_level=zstd_level)
+                          priority_beta=0.4, zstd_level=zstd_level, cache_bytes=cache_bytes)
     store = RedisReplay(config, experiment=f"bench-{uuid.uuid4().hex[:8]}", num_actions=num_actions,
                         observation_shape=frame_shape, frame_stack=frame_stack, window_steps=K + N + 1,
                         observation_dtype=dtype, clients=[s.client() for s in servers])
@@ -161,6 +161,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=60, help="sampled batches of 256 per configuration")
     parser.add_argument("--game", default="ALE/Breakout-v5")
     parser.add_argument("--zstd-level", type=int, default=3)
+    parser.add_argument("--cache-bytes", type=int, default=ReplayConfig.cache_bytes,
+                        help="the front's cache of decoded segments and frames (0: every sample reads Redis)")
     args = parser.parse_args()
 
     servers = [RedisServer(maxmemory="4gb").start() for _ in range(3)]
@@ -175,11 +177,11 @@ def main() -> None:
         for shards in (1, 3):
             log(f"atari, {shards} shard(s)")
             results["atari"][str(shards)] = measure(atari, servers[:shards], (84, 84), np.uint8, 4, actions,
-                                                    args.batches, args.zstd_level)
+                                                    args.batches, args.zstd_level, args.cache_bytes)
             log(json.dumps(results["atari"][str(shards)]))
             log(f"cartpole, {shards} shard(s)")
             results["cartpole"][str(shards)] = measure(cartpole, servers[:shards], (4,), np.float32, 1, actions_cp,
-                                                       args.batches, args.zstd_level)
+                                                       args.batches, args.zstd_level, args.cache_bytes)
             log(json.dumps(results["cartpole"][str(shards)]))
     finally:
         for server in servers:
@@ -199,6 +201,7 @@ def main() -> None:
         "cartpole": {s: {k: round(v, 2) for k, v in results["cartpole"][s].items() if isinstance(v, float)}
                      for s in ("1", "3")},
         "cpu_per_wall_s": {s: results["atari"][s]["cpu_per_wall_s"] for s in ("1", "3")},
+        "cache_bytes": args.cache_bytes,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
     }
