@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from muzero.cluster import scrape
 from muzero.k8s.autoscaler import Autoscaler, AutoscalerMetrics, Policy, Settings, decide
@@ -71,6 +72,18 @@ def test_decide_makes_no_decision_without_a_ratio_but_enforces_the_bounds():
     assert decide(POLICY, 14, 5.0, since_change_s=1.0).replicas == 10
 
 
+@pytest.mark.parametrize("wait, action, replicas", [
+    (0.5, "scale_up", 5),     # the learner starved half the time: one more actor
+    (0.1, "unchanged", 4),    # within [0.02, 0.2]
+    (0.0, "scale_down", 3),   # never waits: actors idle behind the limiter, one fewer
+])
+def test_decide_on_another_signal_moves_one_actor_at_a_time(wait, action, replicas):
+    band = Policy(min_actors=1, max_actors=10, spi_low=0.02, spi_high=0.2, cooldown_s=0.0)
+    decision = decide(band, 4, wait, since_change_s=None, signal="learner input wait", proportional=False)
+    assert (decision.action, decision.replicas) == (action, replicas), decision.reason
+    assert decision.reason.startswith("learner input wait")
+
+
 # --- rounds against the fake API with real /metrics endpoints ----------------------------------
 
 class ServiceCounters:
@@ -80,6 +93,8 @@ class ServiceCounters:
         self.learner_registry, self.replay_registry = CollectorRegistry(), CollectorRegistry()
         self.samples = Counter("muzero_learner_samples_total", "samples", registry=self.learner_registry)
         self.inserts = Counter("muzero_replay_inserted_transitions", "inserts", registry=self.replay_registry)
+        self.input_wait = Histogram("muzero_learner_input_wait_seconds", "waits", registry=self.learner_registry)
+        self.limit = Gauge("muzero_replay_samples_per_insert_limit", "limit", registry=self.replay_registry)
         self.servers = []
         self.learner_url = self._serve(self.learner_registry)
         self.replay_url = self._serve(self.replay_registry)
@@ -209,6 +224,26 @@ def test_rounds_clamp_at_the_bounds_and_survive_api_errors(counters):
         errors = [s.value for family in registry.collect() for s in family.samples
                   if s.name == "muzero_autoscaler_kubernetes_errors_total"]
         assert errors == [1.0]
+
+
+def test_with_the_rate_limiter_on_rounds_scale_on_the_learners_input_wait(counters):
+    counters.limit.set(16)  # replay holds samples per insert at 16: the ratio says nothing
+    with FakeKubernetes(scales={("ml", "muzero-actor"): 4}) as api:
+        scaler, clock, registry = autoscaler_for(api, counters, replace(POLICY, cooldown_s=0.0))
+        counters.advance(samples=16 * 300, inserts=300)
+        assert scaler.step().action == "none"  # first readings
+        counters.advance(samples=16 * 300, inserts=300)
+        counters.input_wait.observe(15.0)  # 15 s of 30 waiting for input
+        clock.now += 30
+        decision = scaler.step()
+        assert (decision.action, decision.replicas) == ("scale_up", 5), decision.reason
+        assert "rate limiter holds samples per insert at 16" in decision.reason
+        counters.advance(samples=16 * 300, inserts=300)  # never waits now
+        clock.now += 30
+        assert (scaler.step().action, api.patches[-1].body) == ("scale_down", {"spec": {"replicas": 4}})
+        gauges = {s.name: s.value for family in registry.collect() for s in family.samples}
+        assert gauges["muzero_autoscaler_learner_input_wait_fraction"] == 0.0
+        assert gauges["muzero_autoscaler_samples_per_insert"] == pytest.approx(16.0)
 
 
 def test_a_learner_restart_gives_no_rate_instead_of_a_negative_one(counters):

@@ -5,6 +5,13 @@ both rates of counters read twice, an interval apart. Above the band the learner
 trains on the same data too often (short of fresh play): more actors. Below it the
 actors play more than the learner can use: fewer. ``decide`` is the policy, a pure
 function; ``Autoscaler`` does the I/O (scrape, read the scale subresource, patch it).
+
+With replay's rate limiter on (``replay.samples_per_insert`` > 0, exported as
+``muzero_replay_samples_per_insert_limit``) that ratio sits at the limit whatever the
+actor count, because the faster side waits. The signal is then the learner's input
+wait: the fraction of its time spent waiting for a batch. Above LEARNER_WAIT_BAND the
+learner is starved: one more actor; below it the actors outrun it (they wait on the
+limiter): one fewer.
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ log = logging.getLogger("muzero.autoscaler")
 # (read from Redis), so any replica behind the replay Service answers the same.
 SAMPLES_METRIC = "muzero_learner_samples_total"
 INSERTS_METRIC = "muzero_replay_inserted_transitions_total"
+LIMIT_METRIC = "muzero_replay_samples_per_insert_limit"
+WAIT_METRIC = "muzero_learner_input_wait_seconds_sum"
+# With the rate limiter on: the learner should wait for input a little (so no actor is idle
+# behind the limiter) but not much (so the learner is not starved).
+LEARNER_WAIT_BAND = (0.02, 0.20)
 MAX_STEP_FRACTION = 0.5  # one decision changes the actor count by at most half (at least 1)
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -58,9 +70,12 @@ class Decision:
 
 
 def decide(policy: Policy, current: int, ratio: float | None, since_change_s: float | None,
-           no_ratio_reason: str = "no samples-per-insert ratio") -> Decision:
+           no_ratio_reason: str = "no samples-per-insert ratio", *, signal: str = "samples per insert",
+           proportional: bool = True) -> Decision:
     """The replica count for ``current`` actors at samples-per-insert ``ratio`` (None: unknown),
-    ``since_change_s`` seconds after this autoscaler last scaled (None: never)."""
+    ``since_change_s`` seconds after this autoscaler last scaled (None: never). Another
+    ``signal`` that grows when actors are too few can stand in for the ratio (the band is the
+    policy's); without ``proportional`` each decision moves by one actor."""
     low, high = policy.spi_low, policy.spi_high
     if current < policy.min_actors or current > policy.max_actors:
         # The bounds are the operator's: enforced without a ratio and without cool-down.
@@ -70,21 +85,21 @@ def decide(policy: Policy, current: int, ratio: float | None, since_change_s: fl
     if ratio is None:
         return Decision("none", current, no_ratio_reason)
     if low <= ratio <= high:
-        return Decision("unchanged", current, f"samples per insert {ratio:.2f} within [{low:g}, {high:g}]")
+        return Decision("unchanged", current, f"{signal} {ratio:.2f} within [{low:g}, {high:g}]")
     if since_change_s is not None and since_change_s < policy.cooldown_s:
-        return Decision("none", current, f"samples per insert {ratio:.2f} outside [{low:g}, {high:g}], but cooling "
+        return Decision("none", current, f"{signal} {ratio:.2f} outside [{low:g}, {high:g}], but cooling "
                                          f"down ({since_change_s:.0f} of {policy.cooldown_s:g} s since the last change)")
     # Inserts grow with the actor count, so the ratio falls as 1/actors: aim for the band's middle.
     target = (low + high) / 2
-    wanted = current * ratio / target
-    step = max(1, math.ceil(current * policy.max_step_fraction))
+    wanted = current * ratio / target if proportional else current + (1 if ratio > high else -1)
+    step = max(1, math.ceil(current * policy.max_step_fraction)) if proportional else 1
     if ratio > high:
         replicas = min(max(math.ceil(wanted), current + 1), current + step, policy.max_actors)
         action, side = "scale_up", "above"
     else:
         replicas = max(min(math.floor(wanted), current - 1), current - step, policy.min_actors)
         action, side = "scale_down", "below"
-    reason = f"samples per insert {ratio:.2f} {side} [{low:g}, {high:g}]"
+    reason = f"{signal} {ratio:.2f} {side} [{low:g}, {high:g}]"
     if replicas == current:
         limit = "max_actors" if ratio > high else "min_actors"
         return Decision("unchanged", current, f"{reason}; already at {limit} ({current})")
@@ -163,11 +178,15 @@ class AutoscalerMetrics:
         self.ratio = Gauge("muzero_autoscaler_samples_per_insert",
                            "Observed learner samples/s over replay inserted transitions/s (NaN: unknown)",
                            registry=registry)
+        self.input_wait = Gauge("muzero_autoscaler_learner_input_wait_fraction",
+                                "Observed share of the learner's time spent waiting for input (NaN: unknown)",
+                                registry=registry)
         self.decisions = Counter("muzero_autoscaler_decisions_total", "Decisions by action", ["action"],
                                  registry=registry)
         self.errors = Counter("muzero_autoscaler_kubernetes_errors_total",
                               "Failed reads or patches of the actor Deployment's scale", registry=registry)
         self.ratio.set(math.nan)
+        self.input_wait.set(math.nan)
 
 
 class Autoscaler:
@@ -178,16 +197,36 @@ class Autoscaler:
         self.clock = clock
         self.samples = RateMeter("learner", settings.learner_metrics_url, SAMPLES_METRIC)
         self.inserts = RateMeter("replay", settings.replay_metrics_url, INSERTS_METRIC)
+        self.waits = RateMeter("learner", settings.learner_metrics_url, WAIT_METRIC)
         self.last_change: float | None = None
 
-    def step(self) -> Decision:
-        """One round: read both rates and the actor count, decide, patch if it changes."""
-        now = self.clock()
+    def _signal(self, now: float) -> tuple[float | None, str, dict]:
+        """(value, why there is none, how to decide on it): samples per insert, or with replay's
+        rate limiter on, the learner's input wait fraction."""
         samples_per_s, samples_why = self.samples.read(now)
         inserts_per_s, inserts_why = self.inserts.read(now)
+        wait_fraction, wait_why = self.waits.read(now)  # read every round, so either mode has a rate
         ratio, why = samples_per_insert(samples_per_s, inserts_per_s)
-        why = samples_why or inserts_why or why
         self.metrics.ratio.set(math.nan if ratio is None else ratio)
+        self.metrics.input_wait.set(math.nan if wait_fraction is None else wait_fraction)
+        try:
+            limit = read_counter(self.settings.replay_metrics_url, LIMIT_METRIC)
+        except LookupError:
+            limit = 0.0  # a replay that does not export it has no limiter to report
+        except Exception as error:
+            return None, f"replay metrics unavailable ({self.settings.replay_metrics_url}): {error}", {}
+        if limit > 0:
+            low, high = LEARNER_WAIT_BAND
+            return wait_fraction, wait_why, {
+                "signal": f"learner input wait (rate limiter holds samples per insert at {limit:g})",
+                "proportional": False, "policy": replace(self.settings.policy, spi_low=low, spi_high=high)}
+        return ratio, samples_why or inserts_why or why, {}
+
+    def step(self) -> Decision:
+        """One round: read the rates and the actor count, decide, patch if it changes."""
+        now = self.clock()
+        signal, why, how = self._signal(now)
+        policy = how.pop("policy", self.settings.policy)
         name, namespace = self.settings.deployment, self.settings.namespace
         try:
             current = self.apps.read_namespaced_deployment_scale(name, namespace).spec.replicas or 0
@@ -197,7 +236,7 @@ class Autoscaler:
             return self._record(Decision("none", None, "actor Deployment's scale unreadable"))
         self.metrics.current.set(current)
         since = None if self.last_change is None else now - self.last_change
-        decision = decide(self.settings.policy, current, ratio, since, why)
+        decision = decide(policy, current, signal, since, why, **how)
         if decision.replicas != current:
             try:
                 self.apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": decision.replicas}},

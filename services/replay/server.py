@@ -16,7 +16,7 @@ from typing import Iterator
 
 import grpc
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from muzero.config import ExperimentConfig
@@ -63,6 +63,10 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         self.latency = Histogram("muzero_replay_rpc_duration_seconds", "Time to serve one unit of work",
                                  ["method"], registry=registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        # The ratio the rate limiter holds (0: off); the actor autoscaler reads it to know that the
+        # observed ratio will sit at it, and scales on the learner's input wait instead.
+        Gauge("muzero_replay_samples_per_insert_limit", "Samples per insert the rate limiter holds (0: off)",
+              registry=registry).set(config.replay.samples_per_insert)
         registry.register(_StoreCollector(store, self._lock))
 
     # --- helpers ----------------------------------------------------------------------------
