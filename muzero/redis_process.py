@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,10 +26,41 @@ def _die_with_parent() -> None:
         pass
 
 
+_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port free now, for a server started later.
+
+    Not from the kernel's ephemeral range: a port bind(0) hands out there can be taken as
+    the source port of any outgoing connection before the server binds it (seen as
+    "Address already in use" with many processes connecting). Ports below that range are
+    only ever taken by an explicit bind; each is handed out once per process."""
+    low, high = _ephemeral_range()
+    below, above = range(10_000, low), range(high + 1, 65_536)
+    candidates = below if len(below) >= 1_000 else above if len(above) >= 1_000 else range(1_024, 65_536)
+    with _ports_lock:
+        for _ in range(1_000):
+            port = random.choice(candidates)
+            if port in _handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free loopback port found in {candidates.start}-{candidates.stop - 1}")
 
 
 def installed_binary(name: str, installer: str) -> str:
