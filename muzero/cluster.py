@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from muzero.metrics_text import scrape
 from muzero.redis_process import RedisServer, _die_with_parent, free_port
 
 STOP_ORDER = ("actor", "reanalyze", "learner", "replay")
@@ -179,20 +179,6 @@ class Cluster:
             for server in self.redis:
                 server.stop()
         return codes
-
-
-_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([-+0-9.eEinfa]+)$")
-
-
-def scrape(url: str, timeout_s: float = 2.0) -> dict[str, float]:
-    """Unlabelled samples (and labelled ones summed per name) of a /metrics page."""
-    text = urllib.request.urlopen(url, timeout=timeout_s).read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        match = _METRIC_LINE.match(line)
-        if match:
-            values[match.group(1)] = values.get(match.group(1), 0.0) + float(match.group(3))
-    return values
 
 
 RATE_METRICS = {"actor": "muzero_actor_env_steps_total", "learner": "muzero_learner_samples_total",

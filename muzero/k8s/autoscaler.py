@@ -23,13 +23,12 @@ import os
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
-from prometheus_client.parser import text_string_to_metric_families
 
 from muzero.k8s import describe_error
+from muzero.metrics_text import scrape
 
 log = logging.getLogger("muzero.autoscaler")
 
@@ -121,13 +120,10 @@ def samples_per_insert(samples_per_s: float | None, inserts_per_s: float | None)
 
 def read_counter(url: str, metric: str, timeout_s: float = 5.0) -> float:
     """One sample's value from a /metrics page (the sum if it has labels)."""
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:
-        text = response.read().decode()
-    values = [sample.value for family in text_string_to_metric_families(text)
-              for sample in family.samples if sample.name == metric]
-    if not values:
+    value = scrape(url, timeout_s).get(metric)
+    if value is None:
         raise LookupError(f"{metric} not exported by {url}")
-    return float(sum(values))
+    return value
 
 
 class RateMeter:
@@ -137,13 +133,14 @@ class RateMeter:
         self.what, self.url, self.metric = what, url, metric
         self.previous: tuple[float, float] | None = None  # (time, value)
 
-    def read(self, now: float) -> tuple[float | None, str]:
-        """(per second, "") or (None, why not)."""
-        try:
-            value = read_counter(self.url, self.metric)
-        except Exception as error:  # unreachable, not started, garbled: no rate this time
+    def read(self, now: float, page: dict[str, float] | Exception) -> tuple[float | None, str]:
+        """(per second, "") or (None, why not), from this round's ``page`` of ``url`` (or the
+        error reading it)."""
+        value = None if isinstance(page, Exception) else page.get(self.metric)
+        if value is None:  # unreachable, not started, garbled: no rate this time
             self.previous = None
-            return None, f"{self.what} metrics unavailable ({self.url}): {error}"
+            why = page if isinstance(page, Exception) else f"{self.metric} not exported"
+            return None, f"{self.what} metrics unavailable ({self.url}): {why}"
         previous, self.previous = self.previous, (now, value)
         if previous is None:
             return None, f"first reading of {self.metric}: a rate needs two"
@@ -153,6 +150,13 @@ class RateMeter:
         if elapsed <= 0:
             return None, f"no time between two readings of {self.metric}"
         return delta / elapsed, ""
+
+
+def _page(url: str) -> dict[str, float] | Exception:
+    try:
+        return scrape(url, timeout_s=5.0)
+    except Exception as error:  # reported by the meters that needed it
+        return error
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -203,18 +207,15 @@ class Autoscaler:
     def _signal(self, now: float) -> tuple[float | None, str, dict]:
         """(value, why there is none, how to decide on it): samples per insert, or with replay's
         rate limiter on, the learner's input wait fraction."""
-        samples_per_s, samples_why = self.samples.read(now)
-        inserts_per_s, inserts_why = self.inserts.read(now)
-        wait_fraction, wait_why = self.waits.read(now)  # read every round, so either mode has a rate
+        learner, replay = (_page(self.settings.learner_metrics_url), _page(self.settings.replay_metrics_url))
+        samples_per_s, samples_why = self.samples.read(now, learner)
+        inserts_per_s, inserts_why = self.inserts.read(now, replay)
+        wait_fraction, wait_why = self.waits.read(now, learner)  # every round, so either mode has a rate
         ratio, why = samples_per_insert(samples_per_s, inserts_per_s)
         self.metrics.ratio.set(math.nan if ratio is None else ratio)
         self.metrics.input_wait.set(math.nan if wait_fraction is None else wait_fraction)
-        try:
-            limit = read_counter(self.settings.replay_metrics_url, LIMIT_METRIC)
-        except LookupError:
-            limit = 0.0  # a replay that does not export it has no limiter to report
-        except Exception as error:
-            return None, f"replay metrics unavailable ({self.settings.replay_metrics_url}): {error}", {}
+        # A replay that does not export the limit has no limiter to report.
+        limit = 0.0 if isinstance(replay, Exception) else replay.get(LIMIT_METRIC, 0.0)
         if limit > 0:
             low, high = LEARNER_WAIT_BAND
             return wait_fraction, wait_why, {

@@ -8,10 +8,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
 
 from muzero.k8s import (COMPONENT_LABEL, COMPONENTS, METRICS_PORT_NAME, api_client, default_namespace, describe_error,
                         release_selector)
+from muzero.metrics_text import parse
 
 VERSIONED = ("learner", "actor", "reanalyze")  # the components that export muzero_<component>_model_version
 
@@ -64,11 +64,10 @@ def pod_phase(pod) -> str:
 def parse_model_version(text: str, component: str) -> int:
     """``muzero_<component>_model_version`` from a /metrics page."""
     wanted = f"muzero_{component}_model_version"
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == wanted:
-                return int(sample.value)
-    raise ValueError(f"{wanted} not exported")
+    value = parse(text).get(wanted)
+    if value is None:
+        raise ValueError(f"{wanted} not exported")
+    return int(value)
 
 
 def read_model_version(core, namespace: str, pod, component: str, timeout_s: float) -> tuple[int | None, str]:
