@@ -337,7 +337,8 @@ class RedisReplay:
             if cached is None:
                 pipe.get(shard.prefix + "seg:" + segment_id)
                 pipe.get(shard.prefix + "fl:" + segment_id)
-            pipe.get(shard.prefix + "rz:" + segment_id)
+            if versions[segment_id] >= 0:  # the draw saw reanalysed targets (-1: none to read)
+                pipe.get(shard.prefix + "rz:" + segment_id)
         replies = iter(pipe.execute())
         for segment_id, cached in stale.items():
             if cached is None:
@@ -347,7 +348,7 @@ class RedisReplay:
                 base, frame_list = self._decode_segment(blob), frame_list.decode()
             else:
                 base, frame_list = cached
-            targets, version = next(replies), -1
+            targets, version = (next(replies) if versions[segment_id] >= 0 else None), -1
             if targets is None and cached is not None:
                 return None  # the draw saw reanalysed targets: the segment was evicted since
             if targets is not None:  # reanalysed: the freshest targets win
