@@ -37,14 +37,14 @@ import numpy as np
 import torch
 
 from muzero import config as config_module
-from muzero.checkpoint import CheckpointManager
-from muzero.checkpoint_service import CheckpointServicer, add_to_server
-from muzero.client import CheckpointClient
-from muzero.cluster import Cluster, scrape
-from muzero.grpc_util import make_server
-from muzero.local import train
+from muzero.storage.checkpoint import CheckpointManager
+from muzero.transport.checkpoint_server import CheckpointServicer, add_to_server
+from muzero.transport.checkpoint_client import CheckpointClient
+from muzero.operations.cluster import Cluster, scrape
+from muzero.transport.grpc_util import make_server
+from muzero.operations.local import train
 from muzero.nn.networks import build_network
-from muzero.progress import Progress
+from muzero.operations.progress import Progress
 
 
 def log(message: str) -> None:

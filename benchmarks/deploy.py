@@ -5,9 +5,9 @@
 - ``helm template`` of helm/muzero (helm from scripts/install_tools.sh, ``.tools/bin/helm``)
   for the default values and each other value set tests/test_helm.py renders: median of
   ``--renders`` (5) per set, in seconds (the issue's target: under 2 s);
-- a ``muzero.cluster.Cluster`` (cartpole with tests/test_dashboards.py's settings, 2 Redis
+- a ``muzero.operations.cluster.Cluster`` (cartpole with tests/test_dashboards.py's settings, 2 Redis
   shards, replay, learner, 1 actor, 1 reanalyze) scraped every second by a real Prometheus
-  (muzero.prometheus_process) for ``--seconds`` after the learner's first step: per service
+  (muzero.operations.prometheus_process) for ``--seconds`` after the learner's first step: per service
   the median, p99 and max of ``scrape_duration_seconds``, in ms (target: under 50 ms), and
   the CPU seconds per wall second of each process and of the machine in that window;
 - what replay's scrape costs without the load: the learner, actor and reanalyze are stopped
@@ -43,8 +43,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the value sets and cluster settings come from the tests, not a copy
 
-from muzero.cluster import Cluster, scrape  # noqa: E402
-from muzero.prometheus_process import PrometheusServer  # noqa: E402
+from muzero.operations.cluster import Cluster, scrape  # noqa: E402
+from muzero.operations.prometheus_process import PrometheusServer  # noqa: E402
 from tests.test_dashboards import CLUSTER_SETTINGS  # noqa: E402
 from tests.test_helm import VALUE_SETS  # noqa: E402
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from muzero import config as config_module
-from muzero.checkpoint import load_checkpoint
-from muzero.evaluation import evaluate_board
-from muzero.local import train
+from muzero.storage.checkpoint import load_checkpoint
+from muzero.acting.evaluation import evaluate_board
+from muzero.operations.local import train
 from muzero.nn.networks import build_network
-from muzero.progress import Progress
+from muzero.operations.progress import Progress
 
 
 def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
@@ -71,7 +71,7 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
         with tempfile.TemporaryDirectory() as run_dir:
             result = train(config, Path(run_dir), Progress(f"{args.preset} seed {seed}", interval_s=30, live=False))
             checkpoint = load_checkpoint(sorted((Path(run_dir) / "checkpoints").glob("*.safetensors"))[-1])
-        from muzero.envs.tictactoe import TicTacToe
+        from muzero.envs.games.tictactoe import TicTacToe
 
         game = TicTacToe()
         network = build_network(config.network, game.observation_shape, game.num_actions)

@@ -34,8 +34,8 @@ import numpy as np
 from muzero.config import ReplayConfig
 from muzero.learning.batch import make_batch
 from muzero.learning.segment import Segment, SegmentBuilder
-from muzero.redis_process import RedisServer
-from muzero.replay.redis_store import RedisReplay
+from muzero.operations.redis_process import RedisServer
+from muzero.storage.replay.redis_store import RedisReplay
 
 K, N = 5, 10
 SEGMENT_LENGTH = 200

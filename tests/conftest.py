@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from muzero.redis_process import RedisServer
+from muzero.operations.redis_process import RedisServer
 
 
 @pytest.fixture(scope="session")

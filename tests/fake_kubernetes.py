@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from muzero.k8s import APP_LABEL, APP_NAME, COMPONENT_LABEL, INSTANCE_LABEL
+from muzero.operations.k8s import APP_LABEL, APP_NAME, COMPONENT_LABEL, INSTANCE_LABEL
 
 
 @dataclass

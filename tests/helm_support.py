@@ -144,14 +144,15 @@ def python_files(*relative: str) -> list[Path]:
 
 
 def service_sources(service: str) -> list[Path]:
-    """The code a service process runs: its package, the services' shared shell and the library
-    (the Kubernetes tooling excepted; it is the autoscaler's)."""
+    """The code a service process runs: its package and the library (the Kubernetes tooling
+    excepted; it is the autoscaler's)."""
     library = [p for p in python_files("muzero") if "k8s" not in p.relative_to(ROOT).parts]
-    return [*python_files(f"services/{service}", "services/common.py"), *library]
+    return [*python_files(f"services/{service}"), *library]
 
 
 def autoscaler_sources() -> list[Path]:
-    return python_files("muzero/k8s") if (ROOT / "muzero" / "k8s").is_dir() else []
+    k8s = ROOT / "muzero" / "operations" / "k8s"
+    return python_files("muzero/operations/k8s") if k8s.is_dir() else []
 
 
 def _env_name(node: ast.AST) -> str | None:

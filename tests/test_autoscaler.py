@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from muzero.cluster import scrape
-from muzero.k8s.autoscaler import Autoscaler, AutoscalerMetrics, Policy, Settings, decide
-from muzero.redis_process import free_port
+from muzero.operations.cluster import scrape
+from muzero.operations.k8s.autoscaler import Autoscaler, AutoscalerMetrics, Policy, Settings, decide
+from muzero.operations.redis_process import free_port
 from tests.fake_kubernetes import FakeKubernetes
 from tests.waiting import wait_for
 
@@ -344,7 +344,7 @@ def test_muzero_autoscale_process_patches_the_deployment_from_live_rates(counter
                                                   "http(s) URL"),
 ])
 def test_bad_config_exits_2_naming_the_variable(counters, tmp_path, overrides, message):
-    result = subprocess.run([sys.executable, "-m", "muzero.k8s.autoscaler"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "muzero.operations.k8s.autoscaler"], cwd=ROOT,
                             env=chart_env(counters, 0, **overrides), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert f"autoscaler: bad config: {message}" in result.stderr

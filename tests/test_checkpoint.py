@@ -6,8 +6,8 @@ import os
 import pytest
 import torch
 
-import muzero.checkpoint as checkpoint_module
-from muzero.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
+import muzero.storage.checkpoint as checkpoint_module
+from muzero.storage.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
 from muzero.config import ExperimentConfig, NetworkConfig
 from muzero.learning.batch import TorchBatch
 from muzero.learning.trainer import Trainer

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from muzero import config as config_module
-from muzero.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
-from muzero.checkpoint_service import CHUNK_BYTES, CheckpointServicer, add_to_server
-from muzero.client import CheckpointClient
-from muzero.grpc_util import make_channel, make_server
+from muzero.storage.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from muzero.transport.checkpoint_server import CHUNK_BYTES, CheckpointServicer, add_to_server
+from muzero.transport.checkpoint_client import CheckpointClient
+from muzero.transport.grpc_util import make_channel, make_server
 from muzero.nn.networks import build_network
-from muzero.v1 import checkpoint_pb2, checkpoint_pb2_grpc
+from muzero.wire.v1 import checkpoint_pb2, checkpoint_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 

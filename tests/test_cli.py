@@ -2,13 +2,14 @@
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from muzero.checkpoint import CheckpointManager, load_checkpoint
+from muzero.storage.checkpoint import CheckpointManager, load_checkpoint
 
 TINY_CARTPOLE = [
     "--set", "training.max_env_steps=640",
@@ -112,14 +113,81 @@ def tictactoe_checkpoint(tmp_path_factory):
 def test_eval_board_game_reports_win_draw_loss(tictactoe_checkpoint):
     result = muzero("eval", str(tictactoe_checkpoint), "--episodes", "4", "--opponents", "minimax,random")
     assert result.returncode == 0, result.stderr
-    assert "vs minimax:" in result.stdout and "vs random:" in result.stdout
+    assert "vs minimax:" in result.stdout and "vs random:" in result.stdout and "vs uct:" not in result.stdout
+
+
+def test_eval_defaults_to_the_games_opponents_and_names_them_on_a_typo(tictactoe_checkpoint):
+    result = muzero("eval", str(tictactoe_checkpoint), "--episodes", "2")
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["vs minimax", "vs uct", "vs random"]
+    result = muzero("eval", str(tictactoe_checkpoint), "--episodes", "2", "--opponents", "random,gnugo")
+    assert result.returncode != 0
+    assert "unknown opponent 'gnugo' for tictactoe (its opponents: minimax, random, uct)" in result.stderr
 
 
 def test_play_in_the_terminal(tictactoe_checkpoint):
     # The human plays first and tries cells in order; bad input is refused, not fatal.
-    moves = "\n".join(["x", "10"] + [str(cell) for cell in range(1, 10)] * 3) + "\n"
+    moves = "\n".join(["x", "9", "pass"] + [str(cell) for cell in range(9)] * 3) + "\n"
     result = muzero("play", str(tictactoe_checkpoint), input=moves)
     assert result.returncode == 0, result.stderr
-    assert "not a legal move: 'x'" in result.stdout
+    assert "your move (0, 1, 2, 3, 4, 5, 6, 7, 8): " in result.stdout  # the legal moves, by name
+    assert "not a move: tictactoe has no move named 'x' (moves: 0, 1, 2, 3, 4, 5, 6, 7, 8)" in result.stdout
+    assert "not a move: tictactoe has no move named '9'" in result.stdout
+    assert "not a move: tictactoe has no pass" in result.stdout
     assert "muzero plays" in result.stdout
     assert any(end in result.stdout for end in ("You win!", "muzero wins.", "Draw."))
+
+
+def test_play_quits_on_q(tictactoe_checkpoint):
+    result = muzero("play", str(tictactoe_checkpoint), input="q\n")
+    assert result.returncode == 0, result.stderr
+    assert "muzero plays" not in result.stdout
+
+
+TICTACTOE_BOARD = re.compile("\n---\\+---\\+---\n".join([r" (\S) \| (\S) \| (\S)"] * 3))
+
+
+def test_play_board_labels_are_the_cells_played(tictactoe_checkpoint):
+    """Each move changes the one cell the board showed under the name typed (or printed by muzero)."""
+    typed = ["4"] + [str(cell) for cell in range(9)] * 2
+    result = muzero("play", str(tictactoe_checkpoint), input="\n".join(typed) + "\n")
+    assert result.returncode == 0, result.stderr
+    boards = [match.groups() for match in TICTACTOE_BOARD.finditer(result.stdout)]
+    assert boards[0] == tuple("012345678")
+    assert boards[1][4] == "X"  # the human typed 4 first: the cell labelled 4 got the X
+    muzero_moves = iter(re.findall(r"muzero plays (\S+)", result.stdout))
+    pending = iter(typed)
+    for before, after in zip(boards, boards[1:]):
+        changed = [cell for cell in range(9) if before[cell] != after[cell]]
+        assert len(changed) == 1, (before, after)
+        cell = changed[0]
+        assert before[cell] == str(cell)  # it showed its name before
+        if after[cell] == "X":  # the human's: the first typed name still shown on the board
+            name = next(name for name in pending if name in before)
+        else:
+            name = next(muzero_moves)
+        assert name == str(cell)
+
+
+@pytest.fixture(scope="module")
+def connect4_checkpoint(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "connect4"
+    result = muzero("train", "connect4", "--run-dir", str(run_dir), "--set", "training.max_env_steps=128",
+                    "--set", "replay.min_size=64", "--set", "training.eval_interval=0",
+                    "--set", "training.checkpoint_interval=2", "--set", "training.train_ratio=1.0",
+                    "--set", "training.batch_size=16", "--set", "search.num_simulations=2",
+                    "--set", "env.num_envs=4", "--set", "network.channels=4", "--set", "network.num_blocks=1")
+    assert result.returncode == 0, result.stderr
+    return CheckpointManager(run_dir).latest()
+
+
+def test_connect4_evaluates_against_uct_and_random_and_plays_by_column_letters(connect4_checkpoint):
+    result = muzero("eval", str(connect4_checkpoint), "--episodes", "2")
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["vs uct", "vs random"]
+    result = muzero("play", str(connect4_checkpoint), input="h\nd\nq\n")
+    assert result.returncode == 0, result.stderr
+    assert "your move (a, b, c, d, e, f, g): not a move: connect4 has no move named 'h'" in result.stdout
+    boards = result.stdout.split(" a b c d e f g\n")
+    assert len(boards) >= 3  # the empty board, after the human's d, after muzero's reply
+    assert boards[1].splitlines()[-1].endswith(" . . . X . . .")  # d: the fourth column, at the bottom

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from muzero import config as config_module
-from muzero.checkpoint import CheckpointManager, load_checkpoint
-from muzero.cluster import Cluster, scrape
-from muzero.evaluation import evaluate_returns
+from muzero.storage.checkpoint import CheckpointManager, load_checkpoint
+from muzero.operations.cluster import Cluster, scrape
+from muzero.acting.evaluation import evaluate_returns
 from muzero.nn.networks import build_network
-from muzero.replay.factory import EnvSpec, build_store, redis_overrides
+from muzero.storage.replay.factory import EnvSpec, build_store, redis_overrides
 
 OVERRIDES = ["name=e2e", "env.num_envs=8", "replay.min_size=500", "training.checkpoint_interval=100",
              "replay.samples_per_insert=16", "reanalyze.fraction=0.25"]

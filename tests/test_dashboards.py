@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from muzero.cluster import Cluster
-from muzero.k8s.autoscaler import INSERTS_METRIC, SAMPLES_METRIC, read_counter
-from muzero.prometheus_process import PrometheusServer, prometheus_binary
+from muzero.operations.cluster import Cluster
+from muzero.operations.k8s.autoscaler import INSERTS_METRIC, SAMPLES_METRIC, read_counter
+from muzero.operations.prometheus_process import PrometheusServer, prometheus_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "helm" / "muzero" / "dashboards"
@@ -68,12 +68,13 @@ def expand(expr: str, dashboard: dict) -> str:
 
 
 def metric_names_in_source() -> set[str]:
-    """Names of the series the services can export: every ``muzero_*`` name they define (only the
-    services: the library's mentions of a name, e.g. the autoscaler's, are uses, not definitions), with
+    """Names of the series the services can export: every ``muzero_*`` name they or their servers
+    (muzero/transport) define (not the rest of the library: its mentions of a name, e.g. the
+    autoscaler's, are uses, not definitions), with
     the suffixes prometheus_client adds (counters: _total; histograms: _bucket, _sum, _count). The live
     test below checks the exact names."""
     names = set()
-    for path in (ROOT / "services").rglob("*.py"):
+    for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "muzero" / "transport").rglob("*.py")]:
         for name in re.findall(r"[\"'](muzero_[a-z0-9_]+)[\"']", path.read_text()):
             base = name.removesuffix("_total")
             names |= {name, base + "_total", base + "_bucket", base + "_sum", base + "_count"}

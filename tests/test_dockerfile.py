@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from muzero.grpc_util import check_health
-from muzero.redis_process import _die_with_parent, free_port
+from muzero.transport.grpc_util import check_health
+from muzero.operations.redis_process import _die_with_parent, free_port
 from tests.helm_support import (CHART, ROOT, SERVICES, Rendered, env_values, exported_metric_names, metric_names_in,
                                 name_of, render, tool)
 from tests.waiting import wait_for

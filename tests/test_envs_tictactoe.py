@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from muzero.envs import TICTACTOE_ENV_ID, TicTacToe
-from muzero.envs.tictactoe import LINES
+from muzero.envs.games.tictactoe import LINES
 
 GAME = TicTacToe()
 

@@ -421,7 +421,7 @@ def test_the_autoscaler_gets_the_contract_environment_and_only_its_rbac():
 
     if not autoscaler_sources():
         pytest.skip("muzero/k8s (the autoscaler) is not in this checkout yet: its environment is not cross-checked")
-    from muzero.k8s import autoscaler
+    from muzero.operations.k8s import autoscaler
 
     wanted = sorted(n for n in env if n.startswith("MUZERO_"))
     reads = set(env_reads(autoscaler_sources())) | parser_env_reads(autoscaler.build_parser, wanted)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from muzero.k8s.status import collect, format_table
+from muzero.operations.k8s.status import collect, format_table
 from tests.fake_kubernetes import FakeKubernetes, FakePod
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,9 +7,9 @@ import uuid
 import numpy as np
 
 from muzero.learning.segment import SampleKeys
-from muzero.replay.client import ReplayClient
-from muzero.replay.factory import EnvSpec
-from services.learner.main import PriorityPusher
+from muzero.transport.replay_client import ReplayClient
+from muzero.storage.replay.factory import EnvSpec
+from muzero.transport.priorities import PriorityPusher
 from tests.test_replay_service import RunningReplay, segment_for, service_config
 
 

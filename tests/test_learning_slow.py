@@ -3,8 +3,8 @@
 import pytest
 
 from muzero import config as config_module
-from muzero.local import train
-from muzero.progress import Progress
+from muzero.operations.local import train
+from muzero.operations.progress import Progress
 
 
 @pytest.mark.slow

@@ -147,5 +147,5 @@ def test_priorities_are_root_value_errors():
     batch = make_batch(4, 1)
     loss = muzero_loss(ConstantNetwork(4), batch, 0.25)
     predicted = ConstantNetwork.value_support.logits_to_scalar(torch.zeros(1, 21)).item()  # 0 for uniform logits
-    np.testing.assert_allclose(loss.priorities, np.abs(predicted - batch.target_values[:, 0].numpy()), atol=1e-5)
+    np.testing.assert_allclose(loss.priorities, np.abs(predicted - batch.target_values[:, 0].numpy()), rtol=1e-5, atol=1e-4)  # float32 through h^-1
     assert loss.priorities.shape == (4,)

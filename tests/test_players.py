@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from muzero.envs import TicTacToe
-from muzero.envs.players import MinimaxPlayer, RandomPlayer, UCTPlayer, play_match, sample_from_mask
-from muzero.envs.tictactoe import LINES
+from muzero.envs.games.tictactoe import LINES, MinimaxPlayer
+from muzero.envs.players import RandomPlayer, UCTPlayer, play_match, sample_from_mask
 
 GAME = TicTacToe()
 
@@ -125,7 +125,7 @@ def test_minimax_values_match_a_reference_search_on_random_positions():
 
 
 def test_minimax_table_builds_fast():
-    from muzero.envs.players import _solve_tictactoe
+    from muzero.envs.games.tictactoe import _solve_tictactoe
 
     _solve_tictactoe.cache_clear()
     start = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from muzero.redis_process import _ephemeral_range, free_port
+from muzero.operations.redis_process import _ephemeral_range, free_port
 
 
 def test_ports_are_bindable_distinct_and_outside_the_ephemeral_range():
@@ -18,7 +18,7 @@ def test_ports_are_bindable_distinct_and_outside_the_ephemeral_range():
 
 
 def test_a_port_in_use_is_skipped(monkeypatch):
-    import muzero.redis_process as ports
+    import muzero.operations.redis_process as ports
 
     with socket.socket() as held:
         for port in range(20_000, 21_000):  # some port below the ephemeral range nobody holds

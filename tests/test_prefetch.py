@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from muzero.prefetch import Prefetcher
+from muzero.transport.prefetch import Prefetcher
 
 
 def test_streams_feed_one_queue_and_a_broken_stream_is_reopened():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from muzero.replay.cache import ByteLRU
+from muzero.storage.replay.cache import ByteLRU
 
 
 def test_evicts_least_recently_used_until_under_the_budget():

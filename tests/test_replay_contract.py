@@ -11,9 +11,9 @@ import pytest
 from muzero.config import ReplayConfig
 from muzero.learning.batch import make_batch
 from muzero.learning.segment import SampleKeys, Segment
-from muzero.replay.memory import MemoryReplay
-from muzero.replay.protocol import ReplayStorage
-from muzero.replay.redis_store import RedisReplay
+from muzero.storage.replay.memory import MemoryReplay
+from muzero.storage.replay.protocol import ReplayStorage
+from muzero.storage.replay.redis_store import RedisReplay
 from tests.factories import random_segment
 
 NUM_ACTIONS = 3

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import zstandard
 
-from muzero.envs.tictactoe import TicTacToe
-from muzero.replay.frames import RAW, ZSTD, ZSTD_DICT, FrameCodec, FrameDictionary, FrameError, frame_hash
+from muzero.envs.games.tictactoe import TicTacToe
+from muzero.storage.replay.frames import RAW, ZSTD, ZSTD_DICT, FrameCodec, FrameDictionary, FrameError, frame_hash
 
 
 def atari_like_frames(count: int, seed: int = 0) -> np.ndarray:

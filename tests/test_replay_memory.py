@@ -5,9 +5,9 @@ import pytest
 
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys, Segment
-from muzero.replay.memory import MemoryReplay
-from muzero.replay.protocol import ReplayStorage
-from muzero.replay.sum_tree import SumTree
+from muzero.storage.replay.memory import MemoryReplay
+from muzero.storage.replay.protocol import ReplayStorage
+from muzero.storage.replay.sum_tree import SumTree
 
 NUM_ACTIONS = 2
 OBS_SHAPE = (3,)

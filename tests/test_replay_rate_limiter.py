@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from muzero.config import ReplayConfig
-from muzero.replay.rate_limiter import Counts, RateLimiter
+from muzero.storage.replay.rate_limiter import Counts, RateLimiter
 
 
 def test_nothing_is_sampled_below_the_minimum_size():

@@ -10,8 +10,8 @@ import pytest
 
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys
-from muzero.replay.redis_store import RedisReplay, ReplayError, shard_of
-from muzero.redis_process import RedisServer
+from muzero.storage.replay.redis_store import RedisReplay, ReplayError, shard_of
+from muzero.operations.redis_process import RedisServer
 from tests.test_replay_contract import FRAME_SHAPE, FRAME_STACK, NUM_ACTIONS, WINDOW, make_segment
 
 
@@ -262,7 +262,7 @@ def test_cli_fsck_reports_clean_then_the_problem(redis_shards):
     import sys
 
     from muzero import config as config_module
-    from muzero.replay.factory import EnvSpec, build_store, redis_overrides
+    from muzero.storage.replay.factory import EnvSpec, build_store, redis_overrides
     from tests.factories import random_segment
 
     name = f"cli-{uuid.uuid4().hex[:8]}"
@@ -289,7 +289,7 @@ def test_a_tampered_frame_is_refused_not_inflated(shards):
     """A frame blob replaced in Redis by a zstd bomb fails the read with a named error."""
     import zstandard
 
-    from muzero.replay.frames import ZSTD, FrameError
+    from muzero.storage.replay.frames import ZSTD, FrameError
 
     store = redis_store(shards[:1])
     rng = np.random.default_rng(13)

@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 
 from muzero import config as config_module
-from muzero.grpc_util import check_health, make_channel, make_server
+from muzero.transport.grpc_util import check_health, make_channel, make_server
 from muzero.learning.batch import make_batch
 from muzero.learning.segment import SampleKeys
 from muzero.learning.targets import bootstrap_terms
-from muzero.replay import codec
-from muzero.replay.client import ReplayClient, SegmentWriter
-from muzero.replay.factory import EnvSpec, build_store, redis_overrides
-from muzero.v1 import replay_pb2, replay_pb2_grpc
-from services.replay.server import ReplayServicer, add_to_server
+from muzero.wire import codec
+from muzero.transport.replay_client import ReplayClient, SegmentWriter
+from muzero.storage.replay.factory import EnvSpec, build_store, redis_overrides
+from muzero.wire.v1 import replay_pb2, replay_pb2_grpc
+from muzero.transport.replay_server import ReplayServicer, add_to_server
 from tests.factories import random_segment
-from muzero.redis_process import free_port
+from muzero.operations.redis_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ class RunningReplay:
         self.servicer = ReplayServicer(config, self.spec, self.store)
         self.server = make_server()
         add_to_server(self.server, self.servicer)
-        from muzero.grpc_util import add_health
+        from muzero.transport.grpc_util import add_health
 
         add_health(self.server, ["muzero.v1.ReplayService"])
         self.port = self.server.add_insecure_port(f"127.0.0.1:{port or 0}")

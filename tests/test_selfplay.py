@@ -2,13 +2,13 @@ import numpy as np
 import torch
 
 from muzero import config as config_module
+from muzero.envs.games.tictactoe import TicTacToe
 from muzero.envs.players import RandomPlayer, play_match
-from muzero.envs.tictactoe import TicTacToe
 from muzero.learning.segment import stacked_observation_shape
 from muzero.nn.networks import build_network
 from muzero.search.mcts import make_search
 from muzero.search.step_fns import RolloutEvaluator, SimulatorModel
-from muzero.selfplay import SelfPlay
+from muzero.acting.selfplay import SelfPlay
 
 
 def make_selfplay(preset, *overrides):
@@ -127,7 +127,7 @@ def test_sample_moves_plays_the_most_visited_action_after_the_opening():
 
 def test_reanalyze_gives_the_search_of_the_new_network():
     """Fresh targets are the search policy and value of each stored step, with the given network."""
-    from muzero.reanalyze import Reanalyzer
+    from muzero.acting.reanalyze import Reanalyzer
 
     selfplay = make_selfplay("cartpole", "env.num_envs=4", "search.num_simulations=8", "replay.segment_length=6",
                              "search.algorithm=muzero")

@@ -8,11 +8,11 @@ import urllib.request
 import grpc
 import pytest
 
-from muzero.checkpoint import CheckpointManager
-from muzero.client import CheckpointClient
-from muzero.cluster import Cluster, scrape
-from muzero.grpc_util import check_health, make_channel
-from muzero.v1 import checkpoint_pb2, checkpoint_pb2_grpc, replay_pb2, replay_pb2_grpc
+from muzero.storage.checkpoint import CheckpointManager
+from muzero.transport.checkpoint_client import CheckpointClient
+from muzero.operations.cluster import Cluster, scrape
+from muzero.transport.grpc_util import check_health, make_channel
+from muzero.wire.v1 import checkpoint_pb2, checkpoint_pb2_grpc, replay_pb2, replay_pb2_grpc
 from tests.waiting import wait_for
 
 FAST = ["env.num_envs=8", "search.num_simulations=4", "replay.min_size=64", "replay.segment_length=20",
@@ -85,7 +85,7 @@ def test_a_bad_config_stops_a_service_at_start_naming_the_key(service):
     import subprocess
     import sys
 
-    from muzero.cluster import ROOT
+    from muzero.operations.cluster import ROOT
 
     done = subprocess.run([sys.executable, "-m", f"services.{service}", "--set", "replay.capacity=-1"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -98,7 +98,7 @@ def test_a_cuda_device_without_cuda_stops_a_service_naming_the_key():
     import subprocess
     import sys
 
-    from muzero.cluster import ROOT
+    from muzero.operations.cluster import ROOT
 
     done = subprocess.run([sys.executable, "-m", "services.actor", "--set", "training.device=cuda"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -108,12 +108,15 @@ def test_a_cuda_device_without_cuda_stops_a_service_naming_the_key():
 
 def test_learner_trains_on_ready_batches_and_resumes_where_it_stopped(tmp_path):
     """The library half of the learner service: train, checkpoint, and resume with the step."""
+    from dataclasses import replace
+
     import numpy as np
 
     from muzero import config as config_module
-    from muzero.learner import Learner
     from muzero.learning.batch import make_batch
-    from muzero.replay.client import TrainingBatchArrays
+    from muzero.learning.learner import Learner
+    from muzero.learning.targets import bootstrap_terms
+    from muzero.storage.checkpoint import CheckpointManager
     from tests.factories import random_segment
 
     config = config_module.load("cartpole", ["training.bootstrap=target_network"])
@@ -122,20 +125,15 @@ def test_learner_trains_on_ready_batches_and_resumes_where_it_stopped(tmp_path):
     positions = np.array([rng.integers(0, s.length) for s in segments])
     ready = make_batch(segments, positions, config.training.unroll_steps, config.training.td_steps,
                        config.training.discount, 1, rng)
-    from muzero.learning.targets import bootstrap_terms
-
-    arrays = TrainingBatchArrays(
-        observations=ready.observations, actions=ready.actions, target_values=ready.target_values,
-        target_rewards=ready.target_rewards, target_policies=ready.target_policies, value_mask=ready.value_mask,
-        reward_mask=ready.reward_mask, policy_mask=ready.policy_mask, weights=ready.weights, keys=ready.keys,
-        model_versions=np.zeros(8, np.int64),
-        bootstrap=bootstrap_terms(segments, positions, config.training.unroll_steps, config.training.td_steps,
-                                  config.training.discount))
-    learner = Learner(config, (4,), 2, tmp_path / "run")
-    assert learner.resume() is None and learner.wants_bootstrap_observations
+    batch = replace(ready, model_versions=np.zeros(8, np.int64),
+                    bootstrap=bootstrap_terms(segments, positions, config.training.unroll_steps,
+                                              config.training.td_steps, config.training.discount))
+    learner = Learner(config, (4,), 2)
+    checkpoints = CheckpointManager(tmp_path / "run")
+    assert checkpoints.resume_learner(learner) is None and learner.wants_bootstrap_observations
     for _ in range(3):
-        out = learner.train(arrays)
+        out = learner.train(batch)
     assert learner.step == 3 and np.isfinite(out["total"]) and out["priorities"].shape == (8,)
-    learner.save()
-    again = Learner(config, (4,), 2, tmp_path / "run")
-    assert again.resume() == 3
+    checkpoints.save_learner(learner)
+    again = Learner(config, (4,), 2)
+    assert checkpoints.resume_learner(again) == 3

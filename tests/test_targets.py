@@ -146,7 +146,7 @@ def test_make_batch_stacks_frames_and_carries_keys_and_weights():
 
 def test_bootstrap_terms_rebuild_the_target_network_targets():
     """Ready targets + scale * (v - stored) equal targets computed with the value function."""
-    from muzero.learner import refreshed_targets
+    from muzero.learning.learner import refreshed_targets
     from muzero.learning.targets import bootstrap_terms
     from tests.factories import random_segment
 

@@ -1,27 +1,25 @@
-"""Baseline players for board games, and batched matches between two players.
+"""Game-independent players for board games, and batched matches between two players.
 
 A player maps a batch of states to one action per state: ``act(states, rng)``.
 All of them work on many games at once, so a match of hundreds of games runs
 as a handful of batched calls per move.
 
 - :class:`RandomPlayer`: uniform over legal moves.
-- :class:`MinimaxPlayer`: perfect tic-tac-toe, from a table of every reachable
-  position solved once by backward induction.
 - :class:`UCTPlayer`: plain UCT (Kocsis & Szepesvari, 2006) with random
   rollouts and no network, batched over games with the tree held in arrays.
+
+Players that know one game (tic-tac-toe's minimax) live in that game's module
+under ``muzero/envs/games/``.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from muzero.envs.base import BoardGame
-from muzero.envs.tictactoe import NUM_CELLS, TicTacToe, check_states
 
 
 class Player(Protocol):
@@ -47,96 +45,6 @@ class RandomPlayer:
 
     def act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return sample_from_mask(self.game.legal_mask(states), rng)
-
-
-# --- minimax ---------------------------------------------------------------------------
-
-_CELL_WEIGHTS = 3 ** np.arange(NUM_CELLS, dtype=np.int64)
-_NUM_CODES = 3**NUM_CELLS
-
-
-def _board_codes(states: np.ndarray) -> np.ndarray:
-    """(n,) int64 base-3 code of each board: a unique index into the solved tables."""
-    return states.astype(np.int64) @ _CELL_WEIGHTS
-
-
-@dataclass(frozen=True)
-class _SolvedTicTacToe:
-    """Game-theoretic values and optimal moves of every reachable position, indexed by board code."""
-
-    reachable: np.ndarray  # (3**9,) bool
-    value: np.ndarray  # (3**9,) int8, for the player to move; 0 at terminal positions
-    optimal: np.ndarray  # (3**9, 9) bool; all False at terminal positions
-
-
-@functools.lru_cache(maxsize=1)
-def _solve_tictactoe() -> _SolvedTicTacToe:
-    """Enumerate reachable positions layer by layer (a layer = a stone count), then
-    back values up from the last layer: Q(s, a) = reward - value(child), negamax."""
-    game = TicTacToe()
-    layers = [game.initial_states(1)]
-    while True:
-        layer = layers[-1]
-        parents, actions = np.nonzero(game.legal_mask(layer))
-        if parents.size == 0:
-            break
-        children, _, _ = game.step(layer[parents], actions)
-        _, first = np.unique(_board_codes(children), return_index=True)
-        layers.append(children[first])
-
-    reachable = np.zeros(_NUM_CODES, dtype=bool)
-    value = np.zeros(_NUM_CODES, dtype=np.int8)
-    optimal = np.zeros((_NUM_CODES, NUM_CELLS), dtype=bool)
-    for layer in reversed(layers):  # children (one more stone) are always solved first
-        legal = game.legal_mask(layer)
-        q = np.full(legal.shape, -2, dtype=np.int8)  # -2: below any real value, marks illegal moves
-        parents, actions = np.nonzero(legal)
-        if parents.size:
-            children, reward, _ = game.step(layer[parents], actions)
-            q[parents, actions] = reward.astype(np.int8) - value[_board_codes(children)]
-        best = np.where(legal.any(axis=1), q.max(axis=1), 0).astype(np.int8)
-        codes = _board_codes(layer)
-        reachable[codes] = True
-        value[codes] = best
-        optimal[codes] = legal & (q == best[:, None])
-    for table in (reachable, value, optimal):
-        table.setflags(write=False)
-    return _SolvedTicTacToe(reachable, value, optimal)
-
-
-class MinimaxPlayer:
-    """Perfect tic-tac-toe: a uniformly random choice among all value-optimal moves.
-
-    Values follow the search convention (see ``muzero/search/types.py``): the
-    return still to come for the player to move, so +1 for a forced win, -1 for
-    a forced loss, 0 for a draw, and 0 at finished positions (the winning move's
-    reward was already paid).
-    """
-
-    def __init__(self, game: TicTacToe | None = None):
-        game = TicTacToe() if game is None else game
-        if not isinstance(game, TicTacToe):
-            raise TypeError(f"MinimaxPlayer solves tic-tac-toe only, got {type(game).__name__}")
-        self.game = game
-        self._solved = _solve_tictactoe()
-
-    def _codes(self, states: np.ndarray) -> np.ndarray:
-        codes = _board_codes(check_states(states))
-        unreachable = ~self._solved.reachable[codes]
-        if unreachable.any():
-            raise ValueError(f"states {np.flatnonzero(unreachable).tolist()} cannot arise in play")
-        return codes
-
-    def values(self, states: np.ndarray) -> np.ndarray:
-        """(n,) float32 game-theoretic value for the player to move."""
-        return self._solved.value[self._codes(states)].astype(np.float32)
-
-    def optimal_moves(self, states: np.ndarray) -> np.ndarray:
-        """(n, 9) bool: every move that achieves the position's value."""
-        return self._solved.optimal[self._codes(states)]
-
-    def act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return sample_from_mask(self.optimal_moves(states), rng)
 
 
 # --- UCT -------------------------------------------------------------------------------

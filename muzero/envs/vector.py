@@ -9,7 +9,8 @@ one in ``final_obs``, which value bootstrapping on truncation needs.
 - gymnasium ids (Discrete actions, Box observations): N copies stepped through
   gymnasium's synchronous vector env in SAME_STEP autoreset mode; one player,
   every action legal.
-- board games (``tictactoe`` or ``muzero/TicTacToe-v0``): the vectorised rules
+- board games (any id or alias in :mod:`muzero.envs.registry`, e.g.
+  ``tictactoe``, ``muzero/TicTacToe-v0``, ``connect4``): the vectorised rules
   applied to an (N, ...) array of states directly; two players alternating,
   legal masks from the rules.
 """
@@ -18,19 +19,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Callable
 
 import gymnasium
 import numpy as np
 
+from muzero.envs import registry
 from muzero.envs.base import BoardGame
-from muzero.envs.tictactoe import TicTacToe
-
-BOARD_GAMES: dict[str, Callable[[], BoardGame]] = {
-    "tictactoe": TicTacToe,
-    "muzero/TicTacToe-v0": TicTacToe,
-}
-"""Env ids served by a vectorised board game instead of N gymnasium envs."""
+from muzero.envs.gym_namespaces import missing_env_hint
+from muzero.envs.wrappers import build_wrappers
 
 
 @dataclass(frozen=True)
@@ -50,10 +46,8 @@ class VectorStep:
 
 
 def make_board_game(env_id: str) -> BoardGame:
-    """The vectorised board game behind ``env_id``; ValueError if it is not one."""
-    if env_id not in BOARD_GAMES:
-        raise ValueError(f"{env_id!r} is not a board game (board games: {', '.join(sorted(BOARD_GAMES))})")
-    return BOARD_GAMES[env_id]()
+    """The vectorised board game registered as ``env_id``; ValueError listing the known ids if none is."""
+    return registry.get_game(env_id).make()
 
 
 class VectorEnv(abc.ABC):
@@ -118,13 +112,16 @@ class GymVectorEnv(VectorEnv):
     num_players = 1
     game = None
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0):
+    def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0,
+                 wrappers: tuple[str, ...] | list[str] = ()):
         kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps > 0 else {}
+        # Each env is wrapped in order (env.wrappers), inside the vector env and its autoreset.
         envs = gymnasium.make_vec(
             env_id,
             num_envs=num_envs,
             vectorization_mode="sync",
             vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+            wrappers=build_wrappers(wrappers),
             **kwargs,
         )
         action_space, observation_space = envs.single_action_space, envs.single_observation_space
@@ -142,6 +139,9 @@ class GymVectorEnv(VectorEnv):
         self.num_actions = int(action_space.n)
         self.observation_shape = tuple(observation_space.shape)
         self.observation_dtype = np.dtype(observation_space.dtype)
+        self.wrappers = tuple(wrappers)
+        self.max_episode_steps = int(max_episode_steps or gymnasium.spec(env_id).max_episode_steps or 0)
+        """The step limit episodes are truncated at, in the env's own steps (0: none)."""
         self._envs = envs
         self._seed: int | None = seed
         self._started = False
@@ -188,6 +188,7 @@ class BoardGameVectorEnv(VectorEnv):
     """
 
     num_players = 2
+    game: BoardGame  # always a game here (the base class allows None for gymnasium envs)
 
     def __init__(self, env_id: str, game: BoardGame, num_envs: int, seed: int, max_episode_steps: int = 0):
         self.env_id = env_id
@@ -239,12 +240,15 @@ class BoardGameVectorEnv(VectorEnv):
         return self.game.to_play(self._states)
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0) -> VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0,
+                    wrappers: tuple[str, ...] | list[str] = ()) -> VectorEnv:
     """N environments for self-play: a vectorised board game or N gymnasium envs.
 
-    ``max_episode_steps`` = 0 keeps the env's own limit. Raises ValueError for an
-    id that is neither a board game nor a registered gymnasium env, and for a
-    gymnasium env whose spaces are not Discrete actions and Box observations.
+    ``max_episode_steps`` = 0 keeps the env's own limit. ``wrappers`` (``env.wrappers``,
+    see :mod:`muzero.envs.wrappers`) wrap each gymnasium env in order. Raises ValueError
+    for an id that is neither a board game nor a registered gymnasium env, for a
+    gymnasium env whose spaces (after the wrappers) are not Discrete actions and Box
+    observations, and for a bad wrapper.
     """
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
@@ -252,13 +256,16 @@ def make_vector_env(env_id: str, num_envs: int, seed: int, max_episode_steps: in
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 0:
         raise ValueError(f"max_episode_steps must be an integer >= 0, got {max_episode_steps!r}")
-    if env_id in BOARD_GAMES:
+    if registry.is_game(env_id):
         return BoardGameVectorEnv(env_id, make_board_game(env_id), int(num_envs), seed, int(max_episode_steps))
     try:
         gymnasium.spec(env_id)
     except gymnasium.error.Error as error:
         raise ValueError(
-            f"unknown env id {env_id!r}: not a board game ({', '.join(sorted(BOARD_GAMES))}) "
-            f"and not a registered gymnasium env ({error})"
+            f"unknown env id {env_id!r}: not a board game ({', '.join(registry.game_ids())}) "
+            f"and not a registered gymnasium env ({error}); {missing_env_hint(env_id)}"
         ) from None
-    return GymVectorEnv(env_id, int(num_envs), seed, int(max_episode_steps))
+    try:
+        return GymVectorEnv(env_id, int(num_envs), seed, int(max_episode_steps), wrappers)
+    except gymnasium.error.DependencyNotInstalled as error:  # e.g. Box2D for LunarLander
+        raise ValueError(f"env id {env_id!r} needs a package that is not installed: {error}") from None

@@ -2,43 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Generic, Sequence, TypeVar
 
 import numpy as np
 import torch
 
 from muzero.learning.segment import SampleKeys, Segment, stack_frames
-from muzero.learning.targets import BootstrapValueFn, unroll_targets
+from muzero.config import TrainingConfig
+from muzero.learning.targets import BootstrapTerms, BootstrapValueFn, bootstrap_terms, unroll_targets
+
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
 @dataclass(frozen=True)
-class TorchBatch:
-    """A :class:`Batch` as tensors on one device (observations keep their stored dtype)."""
+class Batch(Generic[Array]):
+    """B training examples: numpy arrays as assembled (``Batch[np.ndarray]``), or the same
+    fields as tensors on one device (``Batch[torch.Tensor]``, from :meth:`to_torch`).
 
-    observations: torch.Tensor
-    actions: torch.Tensor
-    target_values: torch.Tensor
-    target_rewards: torch.Tensor
-    target_policies: torch.Tensor
-    value_mask: torch.Tensor
-    reward_mask: torch.Tensor
-    policy_mask: torch.Tensor
-    weights: torch.Tensor
+    This class is the one declaration of a batch's fields: the wire codec
+    (``muzero.wire.codec``) sends exactly :data:`BATCH_ARRAYS`, and the learner
+    and the loss read them by these names."""
 
-
-@dataclass(frozen=True)
-class Batch:
-    observations: np.ndarray  # (B, *stacked_shape), the stored dtype
-    actions: np.ndarray  # (B, K) int64
-    target_values: np.ndarray  # (B, K+1) float32
-    target_rewards: np.ndarray  # (B, K+1) float32
-    target_policies: np.ndarray  # (B, K+1, A) float32
-    value_mask: np.ndarray  # (B, K+1) bool
-    reward_mask: np.ndarray  # (B, K+1) bool
-    policy_mask: np.ndarray  # (B, K+1) bool
-    weights: np.ndarray  # (B,) float32 importance weights
-    keys: SampleKeys
+    observations: Array  # (B, *stacked_shape), the stored dtype
+    actions: Array  # (B, K) int64
+    target_values: Array  # (B, K+1) float32
+    target_rewards: Array  # (B, K+1) float32
+    target_policies: Array  # (B, K+1, A) float32
+    value_mask: Array  # (B, K+1) bool
+    reward_mask: Array  # (B, K+1) bool
+    policy_mask: Array  # (B, K+1) bool
+    weights: Array  # (B,) float32 importance weights
+    keys: SampleKeys | None = None
+    """The stored transition of each example, for priority updates."""
+    model_versions: np.ndarray | None = None
+    """(B,) int64: the model version that produced each example's segment."""
+    bootstrap: BootstrapTerms | None = None
+    """What a learner's target network needs to re-value bootstrap targets (when asked for)."""
 
     @property
     def size(self) -> int:
@@ -48,22 +49,22 @@ class Batch:
     def unroll_steps(self) -> int:
         return int(self.actions.shape[1])
 
-    def to_torch(self, device: torch.device | str = "cpu") -> TorchBatch:
+    def to_torch(self, device: torch.device | str = "cpu") -> Batch[torch.Tensor]:
+        """The arrays as tensors on ``device`` (observations keep their stored dtype)."""
+
         def tensor(array: np.ndarray) -> torch.Tensor:
             # Arrays decoded from the wire are read-only views of the message: torch needs its own.
             return torch.from_numpy(np.require(array, requirements=["C", "W"])).to(device)
 
-        return TorchBatch(
-            observations=tensor(self.observations),
-            actions=tensor(self.actions),
-            target_values=tensor(self.target_values),
-            target_rewards=tensor(self.target_rewards),
-            target_policies=tensor(self.target_policies),
-            value_mask=tensor(self.value_mask),
-            reward_mask=tensor(self.reward_mask),
-            policy_mask=tensor(self.policy_mask),
-            weights=tensor(self.weights),
-        )
+        # Keyword arguments by field name: Any, as mypy cannot match a dict's keys to the fields.
+        arrays: dict[str, Any] = {name: tensor(getattr(self, name)) for name in BATCH_ARRAYS}
+        return Batch(**arrays, keys=self.keys, model_versions=self.model_versions)
+
+
+BATCH_ARRAYS: tuple[str, ...] = tuple(f.name for f in fields(Batch) if f.type == "Array")
+"""The per-example arrays of a batch, in declaration order."""
+
+TorchBatch = Batch[torch.Tensor]
 
 
 def make_batch(segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int, td_steps: int, discount: float,
@@ -103,6 +104,24 @@ def make_batch(segments: Sequence[Segment], positions: np.ndarray, unroll_steps:
         frames[b] = segment.observations[start : start + frame_stack]
 
     return _batch(stack_frames(frames), targets, weights, segments, positions)
+
+
+def batch_from_sample(sampled, training: TrainingConfig, frame_stack: int, rng: np.random.Generator,
+                      bootstrap_observations: bool = False) -> Batch[np.ndarray]:
+    """The training batch of a store's draw (a ``SampledBatch``), the same wherever it is made:
+    in the replay service for the wire, in local mode for the learner directly.
+
+    ``bootstrap_observations`` adds the terms a learner's target network needs to
+    re-value the bootstrap targets (``training.bootstrap = "target_network"``)."""
+    batch = make_batch(sampled.segments, sampled.positions, training.unroll_steps, training.td_steps,
+                       training.discount, frame_stack, rng, weights=sampled.weights,
+                       observations=sampled.observations)
+    terms = None
+    if bootstrap_observations:
+        terms = bootstrap_terms(sampled.segments, sampled.positions, training.unroll_steps, training.td_steps,
+                                training.discount)
+    versions = np.array([s.model_version for s in sampled.segments], dtype=np.int64)
+    return replace(batch, keys=sampled.keys, model_versions=versions, bootstrap=terms)
 
 
 def _batch(observations, targets, weights, segments, positions) -> Batch:

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from muzero.learning.batch import TorchBatch
+from muzero.nn.support import Support, h
 
 HIDDEN_GRADIENT_SCALE = 0.5
 
@@ -35,8 +36,20 @@ def cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class LossOutput:
     total: Tensor  # scalar, differentiable
-    parts: dict[str, float]  # value (unweighted by value_loss_weight), reward, policy, total
+    parts: dict[str, float]  # value (unweighted by value_loss_weight), reward, policy, total,
+    # value_targets_clipped, reward_targets_clipped (see clipped_fraction)
     priorities: np.ndarray  # (B,) |predicted root value - value target|
+
+
+def clipped_fraction(support: Support, targets: Tensor, mask: Tensor) -> float:
+    """The share of the targets under ``mask`` whose h(x) lies outside ``support`` (0 if none are masked).
+
+    ``scalar_to_probs`` clamps such a target to the edge bin, so the network is
+    trained towards a value it cannot represent; counting them is how a support
+    too narrow for the env shows (network.value_support / reward_support)."""
+    outside = (h(targets.detach().float()).abs() > support.half_width + 1e-4) & mask.bool()
+    masked = int(mask.bool().sum())
+    return float(outside.sum()) / masked if masked else 0.0
 
 
 def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOutput:
@@ -44,7 +57,8 @@ def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOut
 
     Each part is the importance-weighted batch mean of its per-example sum over
     the K + 1 positions (scaled by c_k); total = value_loss_weight * value +
-    reward + policy.
+    reward + policy. ``value_targets_clipped`` and ``reward_targets_clipped`` are the
+    fractions of the masked targets outside their support (clipped to its edge).
     """
     batch_size, unroll_steps = batch.actions.shape
     if batch.target_values.shape != (batch_size, unroll_steps + 1):
@@ -83,5 +97,7 @@ def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOut
     total = value_loss_weight * value_mean + reward_mean + policy_mean
     priorities = (root_value - batch.target_values[:, 0].float()).abs().cpu().numpy()
     parts = {"value": float(value_mean.detach()), "reward": float(reward_mean.detach()),
-             "policy": float(policy_mean.detach()), "total": float(total.detach())}
+             "policy": float(policy_mean.detach()), "total": float(total.detach()),
+             "value_targets_clipped": clipped_fraction(value_support, batch.target_values, batch.value_mask),
+             "reward_targets_clipped": clipped_fraction(reward_support, batch.target_rewards, batch.reward_mask)}
     return LossOutput(total=total, parts=parts, priorities=priorities)

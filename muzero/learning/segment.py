@@ -288,6 +288,13 @@ class SegmentBuilder:
         return cls(num_envs, config.replay.segment_length, training.unroll_steps + training.td_steps,
                    config.env.frame_stack, num_actions, td_steps=training.td_steps, discount=training.discount)
 
+    @property
+    def _frames(self) -> np.ndarray:
+        """The observation buffer; it exists once the first step has been recorded."""
+        if self._obs is None:
+            raise RuntimeError("SegmentBuilder: no step recorded yet (the observation buffer is not allocated)")
+        return self._obs
+
     def _allocate(self, observations: np.ndarray) -> None:
         n, steps, actions = self.num_envs, self._max_steps, self.num_actions
         self._obs = np.zeros((n, self.frame_stack - 1 + steps, *observations.shape[1:]), dtype=observations.dtype)
@@ -330,9 +337,10 @@ class SegmentBuilder:
 
         rows, step = self._rows, self._count
         history = self.frame_stack - 1
+        frames = self._frames
         if history and self._episode_start.any():
-            self._obs[self._episode_start, :history] = obs[self._episode_start][:, None]
-        self._obs[rows, history + step] = obs
+            frames[self._episode_start, :history] = obs[self._episode_start][:, None]
+        frames[rows, history + step] = obs
         self._actions[rows, step] = actions
         self._rewards[rows, step] = rewards
         self._to_play[rows, step] = to_play
@@ -349,7 +357,7 @@ class SegmentBuilder:
         segments: list[Segment] = []
         if not (ended.any() or full.any()):
             return segments
-        for i in np.flatnonzero(ended):
+        for i in np.flatnonzero(ended).tolist():
             steps = int(self._count[i])
             if terminated[i]:
                 segments.append(self._emit(i, steps, steps, True, 0.0, int(self._to_play[i, steps - 1])))
@@ -358,7 +366,7 @@ class SegmentBuilder:
                 segments.append(self._emit(i, steps, steps, False, float(final_bootstrap_values[i]), int(player)))
             self._count[i] = 0
             self._episode_start[i] = True
-        for i in np.flatnonzero(full):
+        for i in np.flatnonzero(full).tolist():
             last = self._max_steps - 1
             segments.append(self._emit(i, last, self.segment_length, False, float(self._root_values[i, last]),
                                        int(self._to_play[i, last])))
@@ -374,7 +382,7 @@ class SegmentBuilder:
         on after a flush without losing or repeating a step.
         """
         segments = []
-        for i in np.flatnonzero(self._count >= 2):
+        for i in np.flatnonzero(self._count >= 2).tolist():
             last = int(self._count[i]) - 1
             segments.append(self._emit(i, last, last, False, float(self._root_values[i, last]),
                                        int(self._to_play[i, last])))
@@ -389,7 +397,7 @@ class SegmentBuilder:
     def _emit(self, env: int, steps: int, length: int, terminated: bool, bootstrap_value: float,
               bootstrap_to_play: int) -> Segment:
         segment = Segment(
-            observations=self._obs[env, : self.frame_stack - 1 + steps].copy(),
+            observations=self._frames[env, : self.frame_stack - 1 + steps].copy(),
             actions=self._actions[env, :steps].copy(),
             rewards=self._rewards[env, :steps].copy(),
             to_play=self._to_play[env, :steps].copy(),
@@ -413,7 +421,8 @@ class SegmentBuilder:
         """Shift env's buffer so that it starts at step ``owned`` (with its frame history)."""
         steps = int(self._count[env])
         keep = steps - owned
-        self._obs[env, : self.frame_stack - 1 + keep] = self._obs[env, owned : self.frame_stack - 1 + steps].copy()
+        frames = self._frames
+        frames[env, : self.frame_stack - 1 + keep] = frames[env, owned : self.frame_stack - 1 + steps].copy()
         for buffer in (self._actions, self._rewards, self._to_play, self._legal, self._policies, self._root_values,
                        self._versions):
             buffer[env, :keep] = buffer[env, owned:steps].copy()

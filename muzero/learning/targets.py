@@ -209,7 +209,9 @@ def _refresh_bootstrap_values(segments: Sequence[Segment], positions: np.ndarray
     if rows.size == 0:
         return
     columns = window_index[columns]
-    observations = np.stack([segments[b].stacked_observation(int(positions[b]) + int(c)) for b, c in zip(rows, columns)])
+    observations = np.stack(
+        [segments[int(b)].stacked_observation(int(positions[b]) + int(c)) for b, c in zip(rows, columns)]
+    )
     values = np.asarray(value_fn(observations), dtype=np.float32)
     if values.shape != (rows.size,):
         raise ValueError(f"bootstrap_value_fn: expected {rows.size} values, got shape {values.shape}")

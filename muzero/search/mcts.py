@@ -198,6 +198,8 @@ class MCTS(TreeSearcher):
         self.pb_c_init = float(pb_c_init)
         self.pb_c_base = float(pb_c_base)
         self.score_fn = score_fn if score_fn is not None else puct_score
+        # The descend kernel's first argument: the PUCT exploration table, or the user's jitted score function.
+        self._selection_rule: np.ndarray | CPUDispatcher
         if score_fn is None:
             table = puct_exploration_table(self.tree.num_simulations + 1, self.pb_c_init, self.pb_c_base)
             self._descend_kernel, self._selection_rule = Kernel(descend_puct_default), table

@@ -86,7 +86,7 @@ class LearnedModel:
         batch = action.shape[0]
         actions = torch.as_tensor(action, device=self.device, dtype=torch.int64)
         hidden, value, reward, logits = self._recurrent(embedding, actions)
-        if self._all_legal is None or self._all_legal.shape[0] < batch:
+        if self._all_legal is None or self._no_terminal is None or self._all_legal.shape[0] < batch:
             self._all_legal = np.ones((batch, self.num_actions), dtype=bool)
             self._no_terminal = np.zeros(batch, dtype=bool)
         next_to_play = (1 - to_play).astype(np.int8) if self.num_players == 2 else to_play

@@ -322,7 +322,7 @@ class EmbeddingStore:
         self._slots: Any = None  # (num_slots, batch_size_max, *trailing)
         self._flat: Any = None  # (num_slots * batch_size_max, *trailing) view of the same memory
         self._torch: Any = None
-        self._kind: type | None = None
+        self._kind: type[Any] | None = None
         self._signature: tuple | None = None
         self.trailing_shape: tuple[int, ...] = ()
 
@@ -352,8 +352,11 @@ class EmbeddingStore:
 
     def check(self, embedding: Any, batch: int) -> None:
         """Raise if a step function's embedding does not match the roots'."""
-        if type(embedding) is not self._kind:
-            expected, got = self._kind.__name__, type(embedding).__name__
+        kind = self._kind
+        if kind is None:
+            raise RuntimeError("EmbeddingStore.check called before reset (no root embedding stored yet)")
+        if type(embedding) is not kind:
+            expected, got = kind.__name__, type(embedding).__name__
             raise TypeError(f"step output embedding: expected a {expected} like the root's, got {got}")
         if embedding.shape[0] != batch or tuple(embedding.shape[1:]) != self.trailing_shape:
             raise ValueError(

@@ -22,12 +22,13 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from muzero.client import CheckpointClient
-from muzero.replay.client import SegmentWriter
-from muzero.replay.factory import EnvSpec
-from muzero.selfplay import SelfPlay
-from muzero.weights import WeightsFollower, first_weights
-from services.common import base_parser, instance_id, serve, start, stop_on_signals
+from muzero.transport.checkpoint_client import CheckpointClient
+from muzero.transport.replay_client import SegmentWriter
+from muzero.storage.replay.factory import EnvSpec
+from muzero.acting.selfplay import SelfPlay
+from muzero.transport.weights import WeightsFollower, first_weights
+from muzero.operations.service import base_parser, instance_id, start, stop_on_signals
+from muzero.transport.serving import serve
 
 
 HEALTH_NAME = "muzero.v1.Actor"

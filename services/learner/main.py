@@ -19,77 +19,23 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
-import threading
 import time
 
-import grpc
-import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from muzero.checkpoint_service import CheckpointServicer, add_to_server
-from muzero.learner import Learner
-from muzero.learning.segment import SampleKeys
-from muzero.prefetch import Prefetcher
-from muzero.replay.client import ReplayClient
-from muzero.replay.factory import EnvSpec
-from services.common import base_parser, serve, start, stop_on_signals
+from muzero.transport.checkpoint_server import CheckpointServicer, add_to_server
+from muzero.learning.learner import Learner
+from muzero.storage.checkpoint import CheckpointManager
+from muzero.transport.prefetch import Prefetcher
+from muzero.transport.priorities import PriorityPusher
+from muzero.transport.replay_client import ReplayClient
+from muzero.storage.replay.factory import EnvSpec
+from muzero.operations.service import base_parser, start, stop_on_signals
+from muzero.transport.serving import serve
 
 SERVICE_NAME = "muzero.v1.CheckpointService"
 BATCHES_PER_STREAM = 1000
-
-
-class PriorityPusher:
-    """Sends priority updates on its own thread; drops the oldest when the replay lags (they are hints)."""
-
-    def __init__(self, client: ReplayClient, depth: int = 64):
-        self.client = client
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.dropped = 0
-        self.failed = 0
-        self._thread = threading.Thread(target=self._run, name="priorities", daemon=True)
-        self._thread.start()
-
-    def push(self, keys, priorities) -> None:
-        while True:
-            try:
-                self.queue.put_nowait((keys, priorities))
-                return
-            except queue.Full:
-                try:
-                    self.queue.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        self.queue.put((None, None))
-        self._thread.join(timeout=timeout_s)
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            pending = [self.queue.get()]
-            # Whatever queued up while the last call was out goes in one call: one RPC and one
-            # script run per shard instead of one per step (later updates of a key still win).
-            while True:
-                try:
-                    pending.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            stopping = any(keys is None for keys, _ in pending)
-            pending = [(keys, priorities) for keys, priorities in pending if keys is not None]
-            if not pending:
-                return
-            keys = SampleKeys(segment_ids=np.concatenate([k.segment_ids for k, _ in pending]),
-                              positions=np.concatenate([k.positions for k, _ in pending]))
-            priorities = np.concatenate([p for _, p in pending])
-            try:
-                self.client.update_priorities(keys, priorities)
-            except grpc.RpcError as error:
-                self.failed += 1
-                logging.getLogger("muzero.learner").warning("priority update failed: %s", error.code().name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-learner-steps", type=int, default=int(env.get("MUZERO_MAX_LEARNER_STEPS", 0)),
                         help="stop (with a checkpoint) after this many steps; 0: never")
     args, config, state = start("learner", parser, argv)
-    log = logging.getLogger("muzero.learner")
+    log = logging.getLogger("muzero.learning.learner")
     stop = stop_on_signals()
     spec = EnvSpec.of(config)
-    learner = Learner(config, spec.observation_shape, spec.num_actions, args.run_dir, keep_last=args.keep_checkpoints)
-    resumed = learner.resume()
+    learner = Learner(config, spec.observation_shape, spec.num_actions)
+    checkpoints = CheckpointManager(args.run_dir, keep_last=args.keep_checkpoints)
+    resumed = checkpoints.resume_learner(learner)
     if resumed is None:
-        learner.save()
+        checkpoints.save_learner(learner)
         log.info("no checkpoint in %s: published step 0", args.run_dir)
     else:
         log.info("resumed from step %d", resumed)
@@ -125,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     samples = Counter("muzero_learner_samples_total", "Training examples consumed", registry=registry)
     version = Gauge("muzero_learner_model_version", "Version (step) of the newest checkpoint", registry=registry)
     losses = Gauge("muzero_learner_loss", "Last loss by kind", ["kind"], registry=registry)
+    clipped = Gauge("muzero_learner_clipped_targets_ratio", "Fraction of the last batch's targets outside "
+                    "their support (clipped to its edge)", ["kind"], registry=registry)
     input_wait = Histogram("muzero_learner_input_wait_seconds", "Time the learner waited for a batch",
                            registry=registry, buckets=(0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
     step_time = Histogram("muzero_learner_step_seconds", "Time of one update", registry=registry,
@@ -170,15 +119,18 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("value", "reward", "policy", "total"):
                 if kind in out:
                     losses.labels(kind).set(float(out[kind]))
-            if learner.step % interval == 0:
-                learner.save()
+            for kind in ("value", "reward"):
+                if f"{kind}_targets_clipped" in out:
+                    clipped.labels(kind).set(float(out[f"{kind}_targets_clipped"]))
+            if learner.checkpoint_due:
+                checkpoints.save_learner(learner)
                 servicer.publish()
                 version.set(learner.step)
                 published_at.set(time.time())
                 state.model_version = learner.step
     finally:
         prefetcher.close()
-        learner.save()  # SIGTERM or the step limit: the work so far is kept
+        checkpoints.save_learner(learner)  # SIGTERM or the step limit: the work so far is kept
         servicer.publish()
         state.model_version = learner.step
         log.info("stopped at step %d with a checkpoint", learner.step)

@@ -20,12 +20,13 @@ import sys
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from muzero.client import CheckpointClient
-from muzero.reanalyze import Reanalyzer
-from muzero.replay.client import ReplayClient
-from muzero.replay.factory import EnvSpec
-from muzero.weights import WeightsFollower, first_weights
-from services.common import base_parser, instance_id, serve, start, stop_on_signals
+from muzero.transport.checkpoint_client import CheckpointClient
+from muzero.acting.reanalyze import Reanalyzer
+from muzero.transport.replay_client import ReplayClient
+from muzero.storage.replay.factory import EnvSpec
+from muzero.transport.weights import WeightsFollower, first_weights
+from muzero.operations.service import base_parser, instance_id, start, stop_on_signals
+from muzero.transport.serving import serve
 
 
 HEALTH_NAME = "muzero.v1.Reanalyze"
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
                         help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)")
     args, config, state = start("reanalyze", parser, argv)
-    log = logging.getLogger("muzero.reanalyze")
+    log = logging.getLogger("muzero.acting.reanalyze")
     if config.search.model != "learned":
         print("reanalyze: search.model must be 'learned' (segments keep observations, not game states)",
               file=sys.stderr)

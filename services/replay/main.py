@@ -19,9 +19,10 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
-from muzero.replay.factory import EnvSpec, build_store, redis_overrides
-from services.common import base_parser, serve, start, stop_on_signals
-from services.replay.server import ReplayServicer, add_to_server
+from muzero.storage.replay.factory import EnvSpec, build_store, redis_overrides
+from muzero.operations.service import base_parser, start, stop_on_signals
+from muzero.transport.serving import serve
+from muzero.transport.replay_server import ReplayServicer, add_to_server
 
 SERVICE_NAME = "muzero.v1.ReplayService"
 

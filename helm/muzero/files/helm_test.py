@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from muzero.cli import main as muzero_main
-from muzero.grpc_util import check_health, describe
+from muzero.transport.grpc_util import check_health, describe
 
 
 def parse_targets(text: str) -> list[tuple[str, str]]:

@@ -1,0 +1,193 @@
+"""Local mode: self-play, training and evaluation in one process with the embedded store.
+
+The loop keeps the learner at ``training.train_ratio`` samples per environment
+step: after each self-play move it trains until the samples drawn catch up
+with the steps played (once the store holds ``replay.min_size`` transitions).
+The learner is the service's (:class:`~muzero.learning.learner.Learner`), fed
+batches made by the same function the replay service uses; only where batches
+come from (the embedded store) and where checkpoints go (the run folder) differ.
+The acting network is a copy of the learner's, refreshed after every burst
+of training, exactly as an actor would swap in a new checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from muzero.storage.checkpoint import CheckpointManager
+from muzero.config import ExperimentConfig
+from muzero.operations.curves import CurvePoint, LearningCurve
+from muzero.envs.vector import make_vector_env
+from muzero.acting.evaluation import evaluate_board, evaluate_returns
+from muzero.learning.batch import batch_from_sample
+from muzero.learning.learner import Learner
+from muzero.learning.supports import adapt_to_env
+from muzero.operations.progress import Progress
+from muzero.storage.replay.memory import MemoryReplay
+from muzero.acting.selfplay import SelfPlay
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    env_steps: int
+    learner_steps: int
+    wall_s: float
+    curve: list[CurvePoint]
+    interrupted: bool
+    reached_target_at: CurvePoint | None
+
+
+def evaluate_point(config: ExperimentConfig, selfplay: SelfPlay, network, seed: int) -> tuple[float, float]:
+    """(mean, std) evaluation score: return for single-player envs; for board games
+    the score (win 1, draw 0, loss -1) against the game's ``eval_opponent`` (its
+    registry spec: minimax for tic-tac-toe, plain UCT for most games)."""
+    from muzero.envs.registry import get_game
+
+    episodes = config.training.eval_episodes
+    if selfplay.env.num_players == 1:
+        report = evaluate_returns(config, network, episodes, seed)
+        return report.mean, report.std
+    opponent = get_game(config.env.id).eval_opponent
+    result = evaluate_board(config, selfplay.env.game, network, episodes, seed, opponents=(opponent,))[opponent]
+    scores = np.array([1.0] * result["wins"] + [0.0] * result["draws"] + [-1.0] * result["losses"])
+    return float(scores.mean()), float(scores.std())
+
+
+def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = None) -> TrainResult:
+    """Run the whole local training job; Ctrl-C stops it cleanly with a last checkpoint.
+
+    The supports are fitted to the env first (``network.supports``), and the config
+    written to ``run_dir/config.json`` is the one the run uses, with what was fitted."""
+    config, support_fit = adapt_to_env(config)
+    training = config.training
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    if training.torch_threads:
+        torch.set_num_threads(training.torch_threads)
+    torch.manual_seed(training.seed)
+    rng = np.random.default_rng(training.seed)
+    device = training.device
+
+    shape_env = make_vector_env(config.env.id, 1, training.seed, config.env.max_episode_steps, config.env.wrappers)
+    learner = Learner(config, shape_env.observation_shape, shape_env.num_actions)
+    network = learner.network
+    del shape_env
+    acting_network = copy.deepcopy(network)
+    selfplay = SelfPlay(config, acting_network, seed=training.seed, device=device)
+    replay = MemoryReplay(config.replay, num_actions=selfplay.env.num_actions,
+                          observation_shape=selfplay.env.observation_shape, frame_stack=config.env.frame_stack)
+    checkpoints = CheckpointManager(run_dir, keep_last=3)
+    curve = LearningCurve(run_dir / "curve.csv")
+
+    progress = progress or Progress(config.name)
+    recent_returns: deque[float] = deque(maxlen=20)
+    episodes = 0
+    samples_trained = 0
+    last_loss = None
+    clipped: dict[str, float] = {}
+    next_eval = training.eval_interval if training.eval_interval else None
+    reached: CurvePoint | None = None
+    interrupted = False
+    start = time.monotonic()
+    last_eval_return = None
+
+    def save() -> None:
+        checkpoints.save_learner(learner)
+
+    def evaluate() -> CurvePoint:
+        nonlocal last_eval_return
+        network.eval()
+        mean, std = evaluate_point(config, selfplay, network, seed=training.seed + 10_000 + selfplay.env_steps)
+        last_eval_return = mean
+        point = CurvePoint(
+            env_steps=selfplay.env_steps,
+            learner_steps=learner.step,
+            wall_s=time.monotonic() - start,
+            eval_mean_return=mean,
+            eval_std_return=std,
+            train_mean_return=float(np.mean(recent_returns)) if recent_returns else float("nan"),
+        )
+        curve.add(point)
+        progress.log(f"eval at {point.env_steps:,} env steps ({point.wall_s:.0f} s): {mean:.2f} ± {std:.2f}")
+        return point
+
+    with progress:
+        progress.log(support_fit.summary())
+        try:
+            while selfplay.env_steps < training.max_env_steps:
+                if training.max_wall_s and time.monotonic() - start > training.max_wall_s:
+                    progress.log(f"stopping: wall-time limit of {training.max_wall_s:.0f} s reached")
+                    break
+                segments, stats = selfplay.step()
+                for segment in segments:
+                    replay.insert(segment)
+                episodes += len(stats.returns)
+                recent_returns.extend(stats.returns)
+
+                if replay.num_transitions >= config.replay.min_size:
+                    trained_before = learner.step
+                    while samples_trained < training.train_ratio * selfplay.env_steps:
+                        batch = batch_from_sample(replay.sample(training.batch_size, rng), training,
+                                                  config.env.frame_stack, rng,
+                                                  bootstrap_observations=learner.wants_bootstrap_observations)
+                        out = learner.train(batch)
+                        replay.update_priorities(batch.keys, out["priorities"])
+                        samples_trained += batch.size
+                        last_loss = out["total"]
+                        clipped = {key: out[key] for key in ("value_targets_clipped", "reward_targets_clipped")
+                                   if key in out}
+                        if learner.checkpoint_due:
+                            save()
+                    if learner.step != trained_before:
+                        selfplay.set_weights(network.state_dict(), version=learner.step)
+
+                if next_eval is not None and selfplay.env_steps >= next_eval:
+                    next_eval += training.eval_interval
+                    point = evaluate()
+                    if training.target_return and point.eval_mean_return >= training.target_return and reached is None:
+                        reached = point
+                        progress.log(f"target return {training.target_return} reached")
+                        break
+
+                elapsed = time.monotonic() - start
+                progress.update(
+                    env_steps=selfplay.env_steps,
+                    episodes=episodes,
+                    mean_return=float(np.mean(recent_returns)) if recent_returns else None,
+                    eval_return=last_eval_return,
+                    learner_steps=learner.step,
+                    loss=last_loss,
+                    sims_per_s=selfplay.simulations / max(elapsed, 1e-9),
+                    env_steps_per_s=selfplay.env_steps / max(elapsed, 1e-9),
+                    elapsed_s=elapsed,
+                    **clipped,
+                )
+        except KeyboardInterrupt:
+            interrupted = True
+            progress.log("interrupted: writing a last checkpoint")
+        save()
+        if not curve.points or curve.points[-1].env_steps != selfplay.env_steps:
+            if not interrupted and training.eval_interval:
+                evaluate()
+        if curve.points:
+            curve.plot(run_dir / "curve.png", title=f"{config.name}: {config.env.id}")
+        else:
+            curve.plot(run_dir / "curve.png", title=f"{config.name}: no evaluation yet")
+    return TrainResult(
+        run_dir=run_dir,
+        env_steps=selfplay.env_steps,
+        learner_steps=learner.step,
+        wall_s=time.monotonic() - start,
+        curve=list(curve.points),
+        interrupted=interrupted,
+        reached_target_at=reached,
+    )
