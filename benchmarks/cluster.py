@@ -37,14 +37,14 @@ import numpy as np
 import torch
 
 from muzero import config as config_module
-from muzero.storage.checkpoint import CheckpointManager
-from muzero.transport.checkpoint_server import CheckpointServicer, add_to_server
-from muzero.transport.checkpoint_client import CheckpointClient
-from muzero.operations.cluster import Cluster, scrape
-from muzero.transport.grpc_util import make_server
-from muzero.operations.local import train
 from muzero.nn.networks import build_network
+from muzero.operations.cluster import Cluster, scrape
+from muzero.operations.local import train
 from muzero.operations.progress import Progress
+from muzero.storage.checkpoint import CheckpointManager
+from muzero.transport.checkpoint_client import CheckpointClient
+from muzero.transport.checkpoint_server import CheckpointServicer, add_to_server
+from muzero.transport.grpc_util import make_server
 
 
 def log(message: str) -> None:
@@ -52,19 +52,29 @@ def log(message: str) -> None:
 
 
 def local_rates(preset: str, overrides: list[str], seconds: float) -> tuple[float, float]:
-    config = config_module.load(preset, [*overrides, f"training.max_wall_s={seconds}", "training.eval_interval=0",
-                                         "training.max_env_steps=100000000"])
+    config = config_module.load(
+        preset,
+        [*overrides, f"training.max_wall_s={seconds}", "training.eval_interval=0", "training.max_env_steps=100000000"],
+    )
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(config, Path(run_dir), Progress("local", interval_s=30, live=False))
     return result.env_steps / result.wall_s, result.learner_steps * config.training.batch_size / result.wall_s
 
 
-def cluster_rates(preset: str, overrides: list[str], actors: int, seconds: float, warmup: float,
-                  run_dir: Path, max_inflight: int = 4) -> tuple[float, float, list[float]]:
+def cluster_rates(
+    preset: str, overrides: list[str], actors: int, seconds: float, warmup: float, run_dir: Path, max_inflight: int = 4
+) -> tuple[float, float, list[float]]:
     # Few unacknowledged segments per actor: backpressure holds play to the learner's ratio
     # within the measured window, as it does in a long run.
-    cluster = Cluster(preset, overrides, run_dir, actors=actors, reanalyze=0, shards=2,
-                      extra_env={"actor": {"MUZERO_MAX_INFLIGHT": str(max_inflight)}})
+    cluster = Cluster(
+        preset,
+        overrides,
+        run_dir,
+        actors=actors,
+        reanalyze=0,
+        shards=2,
+        extra_env={"actor": {"MUZERO_MAX_INFLIGHT": str(max_inflight)}},
+    )
     cluster.start(timeout_s=180)
     try:
         learner = cluster.layout.service("learner")
@@ -154,12 +164,19 @@ def main() -> None:
         log(f"local: {steps:.1f} env steps/s, {samples:.1f} samples/s")
         local_steps.append(steps)
         local_samples.append(samples)
-        log(f"[{run + 1}/{args.repeats}] cluster, {args.actors} actors x {args.envs_per_actor} envs, "
-            f"{args.seconds:.0f} s")
+        log(
+            f"[{run + 1}/{args.repeats}] cluster, {args.actors} actors x {args.envs_per_actor} envs, "
+            f"{args.seconds:.0f} s"
+        )
         with tempfile.TemporaryDirectory() as folder:
             steps, samples, run_lags = cluster_rates(
-                args.preset, [*common, f"env.num_envs={args.envs_per_actor}", f"replay.samples_per_insert={ratio}"],
-                args.actors, args.seconds, args.warmup, Path(folder) / "cluster")
+                args.preset,
+                [*common, f"env.num_envs={args.envs_per_actor}", f"replay.samples_per_insert={ratio}"],
+                args.actors,
+                args.seconds,
+                args.warmup,
+                Path(folder) / "cluster",
+            )
         log(f"cluster: {steps:.1f} env steps/s, {samples:.1f} samples/s, {len(run_lags)} weight swaps")
         cluster_steps.append(steps)
         cluster_samples.append(samples)
@@ -175,16 +192,18 @@ def main() -> None:
         "overhead": round(max(steps_overhead, samples_overhead), 3),  # the worse of the two
         "env_steps_overhead": round(steps_overhead, 3),
         "samples_overhead": round(samples_overhead, 3),
-        "runs": {"local_env_steps_s": [round(x, 1) for x in local_steps],
-                 "cluster_env_steps_s": [round(x, 1) for x in cluster_steps],
-                 "local_learner_samples_s": [round(x, 1) for x in local_samples],
-                 "cluster_learner_samples_s": [round(x, 1) for x in cluster_samples]},
+        "runs": {
+            "local_env_steps_s": [round(x, 1) for x in local_steps],
+            "cluster_env_steps_s": [round(x, 1) for x in cluster_steps],
+            "local_learner_samples_s": [round(x, 1) for x in local_samples],
+            "cluster_learner_samples_s": [round(x, 1) for x in cluster_samples],
+        },
         "checkpoint_pull_s_50mb": round(pull_s, 3),
         "checkpoint_bytes": pull_bytes,
         "publish_to_use_p50_s": round(float(np.percentile(lags, 50)), 3) if lags else None,
         "publish_to_use_p99_s": round(float(np.percentile(lags, 99)), 3) if lags else None,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                   f"torch {torch.__version__}",
+        f"torch {torch.__version__}",
         "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(result))

@@ -60,8 +60,12 @@ def log(message: str) -> None:
 
 def summary_ms(seconds: list[float]) -> dict[str, float]:
     values = np.asarray(seconds) * 1000
-    return {"p50": round(float(np.percentile(values, 50)), 2), "p99": round(float(np.percentile(values, 99)), 2),
-            "max": round(float(values.max()), 2), "n": int(values.size)}
+    return {
+        "p50": round(float(np.percentile(values, 50)), 2),
+        "p99": round(float(np.percentile(values, 99)), 2),
+        "max": round(float(values.max()), 2),
+        "n": int(values.size),
+    }
 
 
 # --- helm template ----------------------------------------------------------------------------------
@@ -106,8 +110,9 @@ def machine_busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def scrape_durations(prometheus: PrometheusServer, instances: dict[str, str], start: float, end: float
-                     ) -> dict[str, list[float]]:
+def scrape_durations(
+    prometheus: PrometheusServer, instances: dict[str, str], start: float, end: float
+) -> dict[str, list[float]]:
     """Every ``scrape_duration_seconds`` sample Prometheus took in (start, end], per service name."""
     window_ms = int((end - start) * 1000)
     series = prometheus.query(f"scrape_duration_seconds[{window_ms}ms]", at=end)
@@ -161,10 +166,14 @@ def scrape_figures(seconds: float, idle_seconds: float, direct: int, run_dir: Pa
         end = time.time()
         cpu = {name: round((cpu_seconds(pid) - cpu0[name]) / (end - start), 3) for name, pid in pids.items()}
         cpu["machine"] = round((machine_busy_seconds() - machine0) / (end - start), 3)
-        busy = {name: summary_ms(values) for name, values in scrape_durations(prometheus, instances, start, end).items()}
+        busy = {
+            name: summary_ms(values) for name, values in scrape_durations(prometheus, instances, start, end).items()
+        }
         for name, figures in busy.items():
-            log(f"  {name}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f}, max {figures['max']:.1f} "
-                f"over {figures['n']} scrapes; {cpu.get(name, 0):.2f} CPU s/s")
+            log(
+                f"  {name}: p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f}, max {figures['max']:.1f} "
+                f"over {figures['n']} scrapes; {cpu.get(name, 0):.2f} CPU s/s"
+            )
         log(f"  machine: {cpu['machine']:.2f} CPU s/s of 2 cores")
 
         replay = cluster.layout.service("replay")
@@ -187,9 +196,13 @@ def scrape_figures(seconds: float, idle_seconds: float, direct: int, run_dir: Pa
         if prometheus is not None:
             prometheus.stop()
         cluster.stop()
-    return {"scrape_ms": busy, "cpu_s_per_wall_s": cpu, "replay_scrape_ms_idle": idle,
-            "replay_metrics_bytes": page_bytes,
-            "replay_get_ms": {"busy": summary_ms(direct_busy), "idle": summary_ms(direct_idle)}}
+    return {
+        "scrape_ms": busy,
+        "cpu_s_per_wall_s": cpu,
+        "replay_scrape_ms_idle": idle,
+        "replay_metrics_bytes": page_bytes,
+        "replay_get_ms": {"busy": summary_ms(direct_busy), "idle": summary_ms(direct_idle)},
+    }
 
 
 # --- runtime layer ----------------------------------------------------------------------------------
@@ -220,8 +233,9 @@ def runtime_layer_bytes(folder: Path, torch_index: str | None) -> tuple[int, int
     cuda = sorted(p.name for p in site.glob("nvidia*"))
     if cuda:
         raise RuntimeError(f"CUDA packages got into the CPU layer: {cuda}")
-    check = "import muzero.cli, services.replay.main, services.learner.main, services.actor.main, " \
-            "services.reanalyze.main"
+    check = (
+        "import muzero.cli, services.replay.main, services.learner.main, services.actor.main, services.reanalyze.main"
+    )
     subprocess.run([str(venv / "bin" / "python"), "-c", check], check=True, cwd=folder)
     size = int(subprocess.run(["du", "-sb", str(venv)], check=True, capture_output=True, text=True).stdout.split()[0])
     log(f"runtime layer: {size / 1e6:.1f} MB installed; compressing")
@@ -241,8 +255,11 @@ def main() -> None:
     parser.add_argument("--renders", type=int, default=5, help="helm template runs per value set")
     parser.add_argument("--direct-scrapes", type=int, default=60, help="GETs of replay /metrics, busy and idle")
     parser.add_argument("--image", action="store_true", help="also build the runtime layer's venv (slow)")
-    parser.add_argument("--torch-index", help="index for the CPU torch wheel (the Dockerfile's: "
-                        "https://download.pytorch.org/whl/cpu); default: pip's configuration")
+    parser.add_argument(
+        "--torch-index",
+        help="index for the CPU torch wheel (the Dockerfile's: "
+        "https://download.pytorch.org/whl/cpu); default: pip's configuration",
+    )
     args = parser.parse_args()
     if args.seconds < 10 or args.idle_seconds < 5 or args.renders < 1 or args.direct_scrapes < 1:
         parser.error("need --seconds >= 10, --idle-seconds >= 5, --renders >= 1, --direct-scrapes >= 1")
@@ -254,14 +271,18 @@ def main() -> None:
     if args.image:
         with tempfile.TemporaryDirectory(prefix="muzero-layer-") as folder:
             layer, gzipped = runtime_layer_bytes(Path(folder), args.torch_index)
-    result.update({
-        "runtime_layer_bytes": layer,
-        "runtime_layer_gzip_bytes": gzipped,
-        "targets_met": {"helm_template_under_2s": max(result["helm_template_s"].values()) < 2.0,
-                        "scrape_p50_under_50ms": {n: f["p50"] < 50 for n, f in result["scrape_ms"].items()}},
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
-    })
+    result.update(
+        {
+            "runtime_layer_bytes": layer,
+            "runtime_layer_gzip_bytes": gzipped,
+            "targets_met": {
+                "helm_template_under_2s": max(result["helm_template_s"].values()) < 2.0,
+                "scrape_p50_under_50ms": {n: f["p50"] < 50 for n, f in result["scrape_ms"].items()},
+            },
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+        }
+    )
     print(json.dumps(result))
 
 

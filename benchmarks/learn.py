@@ -27,47 +27,63 @@ from pathlib import Path
 import torch
 
 from muzero import config as config_module
-from muzero.storage.checkpoint import load_checkpoint
 from muzero.acting.evaluation import evaluate_board
-from muzero.operations.local import train
 from muzero.nn.networks import build_network
+from muzero.operations.local import train
 from muzero.operations.progress import Progress
+from muzero.storage.checkpoint import load_checkpoint
 
 
 def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
     env_steps, wall, final = [], [], []
     for seed in seeds:
-        config = config_module.load("cartpole", [
-            f"training.seed={seed}",
-            f"training.max_env_steps={args.max_env_steps}",
-            f"training.max_wall_s={args.max_wall_s}",
-            f"training.eval_episodes={args.eval_episodes}",
-            "training.target_return=475.0",
-            *args.set,
-        ])
+        config = config_module.load(
+            "cartpole",
+            [
+                f"training.seed={seed}",
+                f"training.max_env_steps={args.max_env_steps}",
+                f"training.max_wall_s={args.max_wall_s}",
+                f"training.eval_episodes={args.eval_episodes}",
+                "training.target_return=475.0",
+                *args.set,
+            ],
+        )
         with tempfile.TemporaryDirectory() as run_dir:
             result = train(config, Path(run_dir), Progress(f"cartpole seed {seed}", interval_s=30, live=False))
         reached = result.reached_target_at
         env_steps.append(reached.env_steps if reached else None)
         wall.append(round(reached.wall_s, 1) if reached else None)
         final.append(round(result.curve[-1].eval_mean_return, 1) if result.curve else None)
-        print(f"seed {seed}: reached 475 at {env_steps[-1]} env steps, {wall[-1]} s; final {final[-1]}",
-              file=sys.stderr, flush=True)
-    return {"preset": "cartpole", "seeds": seeds, "env_steps_to_475": env_steps, "wall_s_to_475": wall,
-            "final_mean_return": final}
+        print(
+            f"seed {seed}: reached 475 at {env_steps[-1]} env steps, {wall[-1]} s; final {final[-1]}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return {
+        "preset": "cartpole",
+        "seeds": seeds,
+        "env_steps_to_475": env_steps,
+        "wall_s_to_475": wall,
+        "final_mean_return": final,
+    }
 
 
 def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
     train_wall, wins, draws, losses = [], [], [], []
     for seed in seeds:
-        config = config_module.load(args.preset, [
-            f"training.seed={seed}",
-            *([f"training.max_wall_s={args.max_wall_s}"] if args.max_wall_s else []),
-            *args.set,
-        ])
+        config = config_module.load(
+            args.preset,
+            [
+                f"training.seed={seed}",
+                *([f"training.max_wall_s={args.max_wall_s}"] if args.max_wall_s else []),
+                *args.set,
+            ],
+        )
         if not 0 < config.training.max_wall_s <= 1200:
-            raise SystemExit(f"training.max_wall_s is {config.training.max_wall_s}: this benchmark allows "
-                             "at most 20 minutes of training")
+            raise SystemExit(
+                f"training.max_wall_s is {config.training.max_wall_s}: this benchmark allows "
+                "at most 20 minutes of training"
+            )
         with tempfile.TemporaryDirectory() as run_dir:
             result = train(config, Path(run_dir), Progress(f"{args.preset} seed {seed}", interval_s=30, live=False))
             checkpoint = load_checkpoint(sorted((Path(run_dir) / "checkpoints").glob("*.safetensors"))[-1])
@@ -83,18 +99,26 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
         losses.append(report["losses"])
         print(f"seed {seed}: {report} after {result.wall_s:.0f} s of training", file=sys.stderr, flush=True)
     one = len(seeds) == 1
-    return {"preset": args.preset, "seeds": seeds,
-            "train_wall_s": train_wall[0] if one else train_wall,
-            "wins": wins[0] if one else wins, "draws": draws[0] if one else draws,
-            "losses": losses[0] if one else losses}
+    return {
+        "preset": args.preset,
+        "seeds": seeds,
+        "train_wall_s": train_wall[0] if one else train_wall,
+        "wins": wins[0] if one else wins,
+        "draws": draws[0] if one else draws,
+        "losses": losses[0] if one else losses,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", choices=["cartpole", "tictactoe", "tictactoe-learned"])
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds (0, 1, ..., N-1)")
-    parser.add_argument("--max-wall-s", type=float, default=None,
-                        help="training wall-time budget per seed (cartpole: 1200; tictactoe: the preset's)")
+    parser.add_argument(
+        "--max-wall-s",
+        type=float,
+        default=None,
+        help="training wall-time budget per seed (cartpole: 1200; tictactoe: the preset's)",
+    )
     parser.add_argument("--max-env-steps", type=int, default=40_000, help="cartpole: env-step budget per seed")
     parser.add_argument("--eval-episodes", type=int, default=100, help="cartpole: evaluation episodes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
@@ -114,8 +138,15 @@ def main() -> None:
         # Median with "never reached" counted as infinitely late.
         for key in ("env_steps_to_475", "wall_s_to_475"):
             ordered = sorted(result[key], key=lambda v: float("inf") if v is None else v)
-            result[f"median_{key}"] = ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else (
-                None if ordered[len(ordered) // 2] is None else statistics.median(ordered[len(ordered) // 2 - 1: len(ordered) // 2 + 1]))
+            result[f"median_{key}"] = (
+                ordered[(len(ordered) - 1) // 2]
+                if len(ordered) % 2
+                else (
+                    None
+                    if ordered[len(ordered) // 2] is None
+                    else statistics.median(ordered[len(ordered) // 2 - 1 : len(ordered) // 2 + 1])
+                )
+            )
     print(json.dumps(result))
 
 

@@ -54,10 +54,18 @@ def play(frames_of, num_actions: int, steps: int, frame_stack: int, seed: int) -
     segments: list[Segment] = []
     for obs, reward, terminated, truncated in frames_of(rng, steps):
         segments += builder.add_step(
-            obs=obs[None], actions=rng.integers(0, num_actions, 1), rewards=np.array([reward], np.float32),
-            to_play=np.zeros(1, np.int8), legal_masks=np.ones((1, num_actions), bool), policies=uniform,
-            root_values=rng.standard_normal(1).astype(np.float32), terminated=np.array([terminated]),
-            truncated=np.array([truncated]), final_bootstrap_values=np.zeros(1, np.float32), model_version=0)
+            obs=obs[None],
+            actions=rng.integers(0, num_actions, 1),
+            rewards=np.array([reward], np.float32),
+            to_play=np.zeros(1, np.int8),
+            legal_masks=np.ones((1, num_actions), bool),
+            policies=uniform,
+            root_values=rng.standard_normal(1).astype(np.float32),
+            terminated=np.array([terminated]),
+            truncated=np.array([truncated]),
+            final_bootstrap_values=np.zeros(1, np.float32),
+            model_version=0,
+        )
     return segments + builder.flush()
 
 
@@ -67,8 +75,13 @@ def atari_frames(game: str):
     from gymnasium.wrappers import AtariPreprocessing
 
     gym.register_envs(ale_py)
-    env = AtariPreprocessing(gym.make(game, frameskip=1, repeat_action_probability=0.0), frame_skip=4,
-                             screen_size=84, grayscale_obs=True, noop_max=30)
+    env = AtariPreprocessing(
+        gym.make(game, frameskip=1, repeat_action_probability=0.0),
+        frame_skip=4,
+        screen_size=84,
+        grayscale_obs=True,
+        noop_max=30,
+    )
 
     def frames(rng: np.random.Generator, steps: int):
         obs, _ = env.reset(seed=int(rng.integers(2**31)))
@@ -103,21 +116,46 @@ def redis_cpu_s(servers: list[RedisServer]) -> float:
     return total
 
 
-def measure(segments: list[Segment], servers: list[RedisServer], frame_shape, dtype, frame_stack: int,
-            num_actions: int, batches: int, zstd_level: int, cache_bytes: int) -> dict:
+def measure(
+    segments: list[Segment],
+    servers: list[RedisServer],
+    frame_shape,
+    dtype,
+    frame_stack: int,
+    num_actions: int,
+    batches: int,
+    zstd_level: int,
+    cache_bytes: int,
+) -> dict:
     transitions = sum(s.length for s in segments)
-    config = ReplayConfig(capacity=2 * transitions, min_size=1, segment_length=SEGMENT_LENGTH, priority_alpha=0.6,
-                          priority_beta=0.4, zstd_level=zstd_level, cache_bytes=cache_bytes)
-    store = RedisReplay(config, experiment=f"bench-{uuid.uuid4().hex[:8]}", num_actions=num_actions,
-                        observation_shape=frame_shape, frame_stack=frame_stack, window_steps=K + N + 1,
-                        observation_dtype=dtype, clients=[s.client() for s in servers])
+    config = ReplayConfig(
+        capacity=2 * transitions,
+        min_size=1,
+        segment_length=SEGMENT_LENGTH,
+        priority_alpha=0.6,
+        priority_beta=0.4,
+        zstd_level=zstd_level,
+        cache_bytes=cache_bytes,
+    )
+    store = RedisReplay(
+        config,
+        experiment=f"bench-{uuid.uuid4().hex[:8]}",
+        num_actions=num_actions,
+        observation_shape=frame_shape,
+        frame_stack=frame_stack,
+        window_steps=K + N + 1,
+        observation_dtype=dtype,
+        clients=[s.client() for s in servers],
+    )
     try:
         cpu0, redis0, wall0 = time.process_time(), redis_cpu_s(servers), time.perf_counter()
         for segment in segments:
             store.insert(segment)
         insert_wall = time.perf_counter() - wall0
-        insert_cpu = {"python": (time.process_time() - cpu0) / insert_wall,
-                      "redis": (redis_cpu_s(servers) - redis0) / insert_wall}
+        insert_cpu = {
+            "python": (time.process_time() - cpu0) / insert_wall,
+            "redis": (redis_cpu_s(servers) - redis0) / insert_wall,
+        }
         stats = store.stats()
         rng = np.random.default_rng(0)
         latencies = []
@@ -125,12 +163,23 @@ def measure(segments: list[Segment], servers: list[RedisServer], frame_shape, dt
         for _ in range(batches):
             start = time.perf_counter()
             sampled = store.sample(BATCH, rng, frames="stack")  # what the replay service does per batch
-            make_batch(sampled.segments, sampled.positions, K, N, 0.997, frame_stack, rng, weights=sampled.weights,
-                       observations=sampled.observations)
+            make_batch(
+                sampled.segments,
+                sampled.positions,
+                K,
+                N,
+                0.997,
+                frame_stack,
+                rng,
+                weights=sampled.weights,
+                observations=sampled.observations,
+            )
             latencies.append(time.perf_counter() - start)
         sample_wall = time.perf_counter() - wall0
-        sample_cpu = {"python": (time.process_time() - cpu0) / sample_wall,
-                      "redis": (redis_cpu_s(servers) - redis0) / sample_wall}
+        sample_cpu = {
+            "python": (time.process_time() - cpu0) / sample_wall,
+            "redis": (redis_cpu_s(servers) - redis0) / sample_wall,
+        }
         assert store.fsck() == [], "benchmark left the store inconsistent"
     finally:
         store.clear()
@@ -161,8 +210,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=60, help="sampled batches of 256 per configuration")
     parser.add_argument("--game", default="ALE/Breakout-v5")
     parser.add_argument("--zstd-level", type=int, default=3)
-    parser.add_argument("--cache-bytes", type=int, default=ReplayConfig.cache_bytes,
-                        help="the front's cache of decoded segments and frames (0: every sample reads Redis)")
+    parser.add_argument(
+        "--cache-bytes",
+        type=int,
+        default=ReplayConfig.cache_bytes,
+        help="the front's cache of decoded segments and frames (0: every sample reads Redis)",
+    )
     args = parser.parse_args()
 
     servers = [RedisServer(maxmemory="4gb").start() for _ in range(3)]
@@ -176,12 +229,22 @@ def main() -> None:
         results = {"atari": {}, "cartpole": {}}
         for shards in (1, 3):
             log(f"atari, {shards} shard(s)")
-            results["atari"][str(shards)] = measure(atari, servers[:shards], (84, 84), np.uint8, 4, actions,
-                                                    args.batches, args.zstd_level, args.cache_bytes)
+            results["atari"][str(shards)] = measure(
+                atari, servers[:shards], (84, 84), np.uint8, 4, actions, args.batches, args.zstd_level, args.cache_bytes
+            )
             log(json.dumps(results["atari"][str(shards)]))
             log(f"cartpole, {shards} shard(s)")
-            results["cartpole"][str(shards)] = measure(cartpole, servers[:shards], (4,), np.float32, 1, actions_cp,
-                                                       args.batches, args.zstd_level, args.cache_bytes)
+            results["cartpole"][str(shards)] = measure(
+                cartpole,
+                servers[:shards],
+                (4,),
+                np.float32,
+                1,
+                actions_cp,
+                args.batches,
+                args.zstd_level,
+                args.cache_bytes,
+            )
             log(json.dumps(results["cartpole"][str(shards)]))
     finally:
         for server in servers:
@@ -189,8 +252,10 @@ def main() -> None:
 
     one = results["atari"]["1"]
     summary = {
-        "bytes_per_transition": {"raw_stacked": round(one["raw_stacked_bytes_per_transition"], 1),
-                                 "stored": round(one["stored_bytes_per_transition"], 1)},
+        "bytes_per_transition": {
+            "raw_stacked": round(one["raw_stacked_bytes_per_transition"], 1),
+            "stored": round(one["stored_bytes_per_transition"], 1),
+        },
         "ratio": round(one["ratio"], 2),
         "ratio_dedup": round(one["ratio_dedup"], 2),
         "ratio_zstd": round(one["ratio_zstd"], 2),
@@ -198,8 +263,9 @@ def main() -> None:
         "sample_eps": {s: round(results["atari"][s]["sample_eps"]) for s in ("1", "3")},
         "sample_p50_ms": round(one["sample_p50_ms"], 2),
         "sample_p99_ms": round(one["sample_p99_ms"], 2),
-        "cartpole": {s: {k: round(v, 2) for k, v in results["cartpole"][s].items() if isinstance(v, float)}
-                     for s in ("1", "3")},
+        "cartpole": {
+            s: {k: round(v, 2) for k, v in results["cartpole"][s].items() if isinstance(v, float)} for s in ("1", "3")
+        },
         "cpu_per_wall_s": {s: results["atari"][s]["cpu_per_wall_s"] for s in ("1", "3")},
         "cache_bytes": args.cache_bytes,
         "machine": f"{platform.machine()}, {platform.python_version()}",

@@ -20,10 +20,10 @@ The last line of output is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import itertools
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -40,8 +40,9 @@ from muzero.search.step_fns import LearnedModel
 
 OBSERVATION_SIZE = 4
 NUM_ACTIONS = 2
-NETWORK = NetworkConfig(kind="mlp", hidden_size=128, num_layers=2, head_hidden_size=32,
-                        value_support=300, reward_support=300)  # fmt: skip
+NETWORK = NetworkConfig(
+    kind="mlp", hidden_size=128, num_layers=2, head_hidden_size=32, value_support=300, reward_support=300
+)
 DISCOUNT = 0.997
 
 
@@ -56,8 +57,9 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def learned_model_sims_per_s(device: str, batch_sizes: list[int], simulations: int, repeats: int,
-                             compile: bool = False) -> dict[str, float]:
+def learned_model_sims_per_s(
+    device: str, batch_sizes: list[int], simulations: int, repeats: int, compile: bool = False
+) -> dict[str, float]:
     torch.manual_seed(0)
     network = build_network(NETWORK, (OBSERVATION_SIZE,), NUM_ACTIONS).to(device).eval()
     model = LearnedModel(network, device, compile=compile)
@@ -158,8 +160,9 @@ def lightzero_sims_per_s(python: str, batch_sizes: list[int], simulations: int, 
     """Run LightZero's C++-tree MuZero search in ``python``; None (with a message) if unavailable."""
     arguments = json.dumps([batch_sizes, simulations, repeats, threads])
     try:
-        completed = subprocess.run([python, "-c", LIGHTZERO_SCRIPT, arguments], capture_output=True, text=True,
-                                   timeout=1800)  # fmt: skip
+        completed = subprocess.run(
+            [python, "-c", LIGHTZERO_SCRIPT, arguments], capture_output=True, text=True, timeout=1800
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         print(f"LightZero comparison skipped: could not run {python}: {error}")
         return None
@@ -182,8 +185,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed searches per setting; the median is reported")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--lightzero-python", default=None, help="interpreter with LightZero installed (optional)")
-    parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="skip the torch.compile'd network (reported as sims_per_s; eager is reported too)")
+    parser.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="skip the torch.compile'd network (reported as sims_per_s; eager is reported too)",
+    )
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     torch.set_num_threads(args.threads)
@@ -195,8 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.compile:
         compiled["cpu"] = learned_model_sims_per_s("cpu", batch_sizes, args.simulations, args.repeats, compile=True)
         if torch.cuda.is_available():
-            compiled["cuda"] = learned_model_sims_per_s("cuda", batch_sizes, args.simulations, args.repeats,
-                                                        compile=True)
+            compiled["cuda"] = learned_model_sims_per_s(
+                "cuda", batch_sizes, args.simulations, args.repeats, compile=True
+            )
     for mode, rates in (("eager", eager), ("compiled", compiled)):
         for device, by_batch in rates.items():
             for batch, rate in (by_batch or {}).items():
@@ -208,15 +216,26 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tree only B={batch:>4}: {micros:8.1f} us per simulation (all roots)")
     lightzero = None
     if args.lightzero_python:
-        lightzero = lightzero_sims_per_s(args.lightzero_python, batch_sizes, args.simulations, args.repeats,
-                                         args.threads)  # fmt: skip
+        lightzero = lightzero_sims_per_s(
+            args.lightzero_python, batch_sizes, args.simulations, args.repeats, args.threads
+        )
         if lightzero:
             for batch, rate in lightzero.items():
                 print(f"lightzero ctree B={batch:>4}: {rate:12,.0f} sims/s")
-    print(json.dumps({"sims_per_s": {"cpu": cpu, "cuda": cuda}, "lightzero_ctree_sims_per_s": lightzero,
-                      "network": "compiled" if args.compile else "eager", "eager_sims_per_s": eager,
-                      "tree_only_us_per_simulation": tree, "threads": args.threads,
-                      "machine": f"{platform.machine()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}))
+    print(
+        json.dumps(
+            {
+                "sims_per_s": {"cpu": cpu, "cuda": cuda},
+                "lightzero_ctree_sims_per_s": lightzero,
+                "network": "compiled" if args.compile else "eager",
+                "eager_sims_per_s": eager,
+                "tree_only_us_per_simulation": tree,
+                "threads": args.threads,
+                "machine": f"{platform.machine()} {os.cpu_count()} cores",
+                "date": time.strftime("%Y-%m-%d"),
+            }
+        )
+    )
     sys.stdout.flush()
 
 

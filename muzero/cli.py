@@ -15,10 +15,10 @@ from muzero.config import ConfigError
 
 def _load_network(checkpoint_path: str):
     """(config, network, checkpoint) from a checkpoint file, or exit with the reason."""
-    from muzero.storage.checkpoint import CheckpointError, load_checkpoint
     from muzero.envs.vector import make_vector_env
-    from muzero.nn.networks import build_network
     from muzero.learning.segment import stacked_observation_shape
+    from muzero.nn.networks import build_network
+    from muzero.storage.checkpoint import CheckpointError, load_checkpoint
 
     path = Path(checkpoint_path)
     if path.is_dir() or path.name == "latest":
@@ -36,7 +36,9 @@ def _load_network(checkpoint_path: str):
         raise SystemExit(f"muzero: cannot load checkpoint: {error}")
     config = checkpoint.config
     env = make_vector_env(config.env.id, 1, 0, config.env.max_episode_steps, config.env.wrappers)
-    network = build_network(config.network, stacked_observation_shape(env.observation_shape, config.env.frame_stack), env.num_actions)
+    network = build_network(
+        config.network, stacked_observation_shape(env.observation_shape, config.env.frame_stack), env.num_actions
+    )
     network.load_state_dict(checkpoint.state_dict)
     network.eval()
     return config, network, checkpoint, env
@@ -59,8 +61,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if last is not None:
         summary += f"; last evaluation {last.eval_mean_return:.2f} ± {last.eval_std_return:.2f}"
     print(summary, file=sys.stderr)
-    print(f"muzero: checkpoints in {run_dir / 'checkpoints'}, curve in {run_dir / 'curve.csv'} and {run_dir / 'curve.png'}",
-          file=sys.stderr)
+    curve = f"{run_dir / 'curve.csv'} and {run_dir / 'curve.png'}"
+    print(f"muzero: checkpoints in {run_dir / 'checkpoints'}, curve in {curve}", file=sys.stderr)
     return 130 if result.interrupted else 0
 
 
@@ -82,8 +84,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise SystemExit(f"muzero: {error}")
     for name, result in results.items():
-        print(f"vs {name}: {result['wins']} wins, {result['draws']} draws, {result['losses']} losses "
-              f"over {args.episodes} games (half as first player)")
+        print(
+            f"vs {name}: {result['wins']} wins, {result['draws']} draws, {result['losses']} losses "
+            f"over {args.episodes} games (half as first player)"
+        )
     return 0
 
 
@@ -101,8 +105,10 @@ def cmd_play(args: argparse.Namespace) -> int:
     human = 0 if args.first else 1
     state = game.initial_states(1)
     can_pass = ", or pass" if spec.pass_action is not None else ""
-    print(f"{spec.id}: you move {'first' if human == 0 else 'second'}. "
-          f"Type a move as the board labels it{can_pass}; q quits.")
+    print(
+        f"{spec.id}: you move {'first' if human == 0 else 'second'}. "
+        f"Type a move as the board labels it{can_pass}; q quits."
+    )
     while True:
         print(game.render(state[0]))
         mover = int(game.to_play(state)[0])
@@ -150,8 +156,10 @@ def _read_move(spec, legal: np.ndarray) -> int | None:
 def cmd_presets(args: argparse.Namespace) -> int:
     for name in config_module.preset_names():
         config = config_module.load(name)
-        print(f"{name:12s} {config.env.id:24s} {config.search.algorithm}/{config.search.model} "
-              f"{config.search.num_simulations} simulations, {config.training.max_env_steps:,} env steps")
+        print(
+            f"{name:12s} {config.env.id:24s} {config.search.algorithm}/{config.search.model} "
+            f"{config.search.num_simulations} simulations, {config.training.max_env_steps:,} env steps"
+        )
     return 0
 
 
@@ -189,8 +197,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         for row in rows:
             rate = "-" if row["rate_per_s"] is None else f"{row['rate_per_s']:,.1f}/s ({row['rate_name']})"
             version = "-" if row["model_version"] is None else str(row["model_version"])
-            print(f"{row['name']:14s} {row['pid'] or '-':>7} {str(row['alive']):5s} {row['health']:11s} "
-                  f"{version:>7s}  {rate}")
+            print(
+                f"{row['name']:14s} {row['pid'] or '-':>7} {str(row['alive']):5s} {row['health']:11s} "
+                f"{version:>7s}  {rate}"
+            )
         return 0 if all(row["alive"] for row in rows) else 1
     config_module.load(args.preset, args.set or [])  # a bad config fails here, before anything starts
     import signal
@@ -200,10 +210,19 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, interrupt)  # `kill` and `timeout` stop the cluster as Ctrl-C does
     run_dir = args.run_dir or f"runs/cluster-{time.strftime('%Y%m%d-%H%M%S')}"
-    cluster = Cluster(args.preset, args.set or [], run_dir, actors=args.actors, reanalyze=args.reanalyze,
-                      shards=args.shards, redis_persistence=args.redis_persistence)
-    print(f"starting {args.shards} redis shards, replay, learner, {args.actors} actors, {args.reanalyze} reanalyze "
-          f"in {cluster.run_dir}")
+    cluster = Cluster(
+        args.preset,
+        args.set or [],
+        run_dir,
+        actors=args.actors,
+        reanalyze=args.reanalyze,
+        shards=args.shards,
+        redis_persistence=args.redis_persistence,
+    )
+    print(
+        f"starting {args.shards} redis shards, replay, learner, {args.actors} actors, {args.reanalyze} reanalyze "
+        f"in {cluster.run_dir}"
+    )
     try:
         cluster.start()
         print(f"checkpoint service: {cluster.checkpoint_target}   replay service: {cluster.replay_target}")
@@ -241,8 +260,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     found = {point.name: point for point in entry_points(group=SERVICES_GROUP)}
     if args.service not in found:
-        raise SystemExit(f"muzero: no service {args.service!r} installed (entry points {SERVICES_GROUP}: "
-                         f"{', '.join(sorted(found)) or 'none'}); reinstall muzero (pip install -e .)")
+        raise SystemExit(
+            f"muzero: no service {args.service!r} installed (entry points {SERVICES_GROUP}: "
+            f"{', '.join(sorted(found)) or 'none'}); reinstall muzero (pip install -e .)"
+        )
     return found[args.service].load()(args.options)
 
 
@@ -258,13 +279,17 @@ def _replay_store(args: argparse.Namespace):
 def cmd_replay(args: argparse.Namespace) -> int:
     store = _replay_store(args)
     stats = store.stats()
-    summary = (f"{stats['num_segments']:,} segments, {stats['num_transitions']:,} transitions, "
-               f"{int(stats.get('frames', 0)):,} frames on {len(store.shards)} shards")
+    summary = (
+        f"{stats['num_segments']:,} segments, {stats['num_transitions']:,} transitions, "
+        f"{int(stats.get('frames', 0)):,} frames on {len(store.shards)} shards"
+    )
     if args.action == "stats":
         raw, stored = stats.get("raw_stacked_bytes", 0), stats.get("bytes", 0)
         print(summary)
-        print(f"stored {stored / 2**20:,.1f} MiB; stacked raw examples would take {raw / 2**20:,.1f} MiB "
-              f"({raw / max(stored, 1):.1f}x)")
+        print(
+            f"stored {stored / 2**20:,.1f} MiB; stacked raw examples would take {raw / 2**20:,.1f} MiB "
+            f"({raw / max(stored, 1):.1f}x)"
+        )
         return 0
     problems = store.fsck()
     if problems:
@@ -294,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train locally: self-play, training and evaluation in one process")
     train.add_argument("preset", help="preset name (see `muzero presets`) or a TOML config file")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. search.num_simulations=50")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. search.num_simulations=50"
+    )
     train.add_argument("--run-dir", help="run folder (default runs/<name>-<time>)")
     train.add_argument("--seed", type=int, help="shorthand for --set training.seed=N")
     train.add_argument("--max-env-steps", type=int, help="shorthand for --set training.max_env_steps=N")
@@ -303,14 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint: mean return, or win/draw/loss for board games")
     evaluate.add_argument("checkpoint", help="a .safetensors checkpoint written by training")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes (games for board games)")
-    evaluate.add_argument("--opponents", help="board games: comma-separated opponents (default: all the game "
-                                               "has, e.g. minimax,uct,random for tic-tac-toe, uct,random for connect4)")
+    evaluate.add_argument(
+        "--opponents",
+        help="board games: comma-separated opponents (default: all the game "
+        "has, e.g. minimax,uct,random for tic-tac-toe, uct,random for connect4)",
+    )
     evaluate.add_argument("--simulations", type=int, help="override search.num_simulations")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=cmd_eval)
 
-    play = commands.add_parser("play", help="play a board game (tic-tac-toe, connect4, ...) against a checkpoint "
-                                            "in the terminal")
+    play = commands.add_parser(
+        "play", help="play a board game (tic-tac-toe, connect4, ...) against a checkpoint in the terminal"
+    )
     play.add_argument("checkpoint")
     side = play.add_mutually_exclusive_group()
     side.add_argument("--first", action="store_true", default=True, help="you move first (default)")
@@ -318,8 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=cmd_play)
 
-    serve = commands.add_parser("serve", help="run a service (the same as python -m services.<name>)",
-                                add_help=False)
+    serve = commands.add_parser("serve", help="run a service (the same as python -m services.<name>)", add_help=False)
     serve.add_argument("service", choices=SERVICE_NAMES)
     serve.add_argument("options", nargs=argparse.REMAINDER, help="the service's own options (see --help)")
     serve.set_defaults(func=cmd_serve)
@@ -350,8 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--redis-urls", help="comma-separated shard URLs (default: the config's)")
     replay.set_defaults(func=cmd_replay)
 
-    status = commands.add_parser("status", help="on Kubernetes: the release's pods per component, ready, restarts, "
-                                                "model version")
+    status = commands.add_parser(
+        "status", help="on Kubernetes: the release's pods per component, ready, restarts, model version"
+    )
     status.add_argument("--namespace", help="default: the kubeconfig context's (in a pod: its own)")
     status.add_argument("--release", default="muzero", help="Helm release name (default muzero)")
     credentials = status.add_mutually_exclusive_group()
@@ -362,8 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=3.0, help="seconds per request to the API server")
     status.set_defaults(func=cmd_status)
 
-    autoscale = commands.add_parser("autoscale", add_help=False,
-                                    help="on Kubernetes: scale the actor Deployment to keep samples per insert in a band")
+    autoscale = commands.add_parser(
+        "autoscale",
+        add_help=False,
+        help="on Kubernetes: scale the actor Deployment to keep samples per insert in a band",
+    )
     autoscale.add_argument("options", nargs=argparse.REMAINDER, help="its own options (see --help)")
     autoscale.set_defaults(func=cmd_autoscale)
 

@@ -84,8 +84,15 @@ class NetworkConfig:
 
     def validate(self) -> None:
         _require(self.kind in ("mlp", "resnet"), "network.kind", "must be 'mlp' or 'resnet'")
-        for key in ("hidden_size", "num_layers", "channels", "num_blocks", "head_hidden_size",
-                    "value_support", "reward_support"):
+        for key in (
+            "hidden_size",
+            "num_layers",
+            "channels",
+            "num_blocks",
+            "head_hidden_size",
+            "value_support",
+            "reward_support",
+        ):
             _require(getattr(self, key) >= 1, f"network.{key}", "must be >= 1")
         _require(self.supports in ("auto", "fixed"), "network.supports", "must be 'auto' or 'fixed'")
         _require(self.support_probe_steps >= 0, "network.support_probe_steps", "must be >= 0")
@@ -127,7 +134,9 @@ class SearchConfig:
         _require(self.eval_temperature >= 0, "search.eval_temperature", "must be >= 0")
         _require(self.sample_moves >= 0, "search.sample_moves", "must be >= 0")
         _require(self.max_considered_actions >= 1, "search.max_considered_actions", "must be >= 1")
-        _require(len(self.temperature) >= 1, "search.temperature", "needs at least one [from_env_step, temperature] pair")
+        _require(
+            len(self.temperature) >= 1, "search.temperature", "needs at least one [from_env_step, temperature] pair"
+        )
         previous = -1.0
         for i, pair in enumerate(self.temperature):
             _require(len(pair) == 2, f"search.temperature[{i}]", "must be [from_env_step, temperature]")
@@ -196,7 +205,9 @@ class TrainingConfig:
         _require(self.eval_interval >= 0, "training.eval_interval", "must be >= 0")
         _require(self.eval_episodes >= 1, "training.eval_episodes", "must be >= 1")
         _require(self.torch_threads >= 0, "training.torch_threads", "must be >= 0")
-        _require(self.device == "cpu" or self.device.startswith("cuda"), "training.device", "must be 'cpu' or 'cuda[:N]'")
+        _require(
+            self.device == "cpu" or self.device.startswith("cuda"), "training.device", "must be 'cpu' or 'cuda[:N]'"
+        )
 
 
 @dataclass(frozen=True)
@@ -245,13 +256,22 @@ class ReplayConfig:
         _require(self.priority_alpha >= 0, "replay.priority_alpha", "must be >= 0")
         _require(0 <= self.priority_beta <= 1, "replay.priority_beta", "must be in [0, 1]")
         _require(self.priority_eps > 0, "replay.priority_eps", "must be > 0")
-        _require(self.backend != "redis" or len(self.redis_urls) >= 1, "replay.redis_urls",
-                 "needs at least one URL when replay.backend = 'redis'")
+        _require(
+            self.backend != "redis" or len(self.redis_urls) >= 1,
+            "replay.redis_urls",
+            "needs at least one URL when replay.backend = 'redis'",
+        )
         for i, url in enumerate(self.redis_urls):
-            _require(isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")),
-                     f"replay.redis_urls[{i}]", "must be a redis://, rediss:// or unix:// URL")
-        _require(bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
-                 "replay.key_prefix", "must be non-empty, without braces")
+            _require(
+                isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")),
+                f"replay.redis_urls[{i}]",
+                "must be a redis://, rediss:// or unix:// URL",
+            )
+        _require(
+            bool(self.key_prefix) and "{" not in self.key_prefix and "}" not in self.key_prefix,
+            "replay.key_prefix",
+            "must be non-empty, without braces",
+        )
         _require(-7 <= self.zstd_level <= 22, "replay.zstd_level", "must be in [-7, 22]")
         _require(self.zstd_dictionary_frames >= 8, "replay.zstd_dictionary_frames", "must be >= 8")
         _require(self.zstd_dictionary_bytes >= 256, "replay.zstd_dictionary_bytes", "must be >= 256")
@@ -473,8 +493,9 @@ def _resize_arguments(arguments: str | None) -> dict[str, Any]:
     parts = arguments.lower().split("x")
     if len(parts) != 2:
         raise ValueError(f"resize: size must be HxW (e.g. 84x84), got {arguments!r}")
-    return {"shape": (_integer_argument("resize", parts[0], "height", 1),
-                      _integer_argument("resize", parts[1], "width", 1))}
+    return {
+        "shape": (_integer_argument("resize", parts[0], "height", 1), _integer_argument("resize", parts[1], "width", 1))
+    }
 
 
 def _scale_arguments(arguments: str | None) -> dict[str, Any]:
@@ -515,20 +536,35 @@ def _sticky_actions_arguments(arguments: str | None) -> dict[str, Any]:
 
 
 WRAPPER_FORMS: dict[str, tuple[str, str, typing.Callable[[str | None], dict[str, Any]]]] = {
-    "grayscale": ("grayscale", "RGB (H, W, 3) uint8 -> grey (H, W, 1)",
-                  lambda arguments: _no_arguments("grayscale", arguments)),
+    "grayscale": (
+        "grayscale",
+        "RGB (H, W, 3) uint8 -> grey (H, W, 1)",
+        lambda arguments: _no_arguments("grayscale", arguments),
+    ),
     "resize": ("resize:HxW", "images -> (H, W[, C]) by area interpolation (needs OpenCV)", _resize_arguments),
-    "channel_first": ("channel_first", "(H, W, C) -> (C, H, W); (H, W) -> (1, H, W)",
-                      lambda arguments: _no_arguments("channel_first", arguments)),
+    "channel_first": (
+        "channel_first",
+        "(H, W, C) -> (C, H, W); (H, W) -> (1, H, W)",
+        lambda arguments: _no_arguments("channel_first", arguments),
+    ),
     "flatten": ("flatten", "any Box -> 1-D", lambda arguments: _no_arguments("flatten", arguments)),
     "float32": ("float32", "cast observations to float32", lambda arguments: _no_arguments("float32", arguments)),
     "scale": ("scale:D", "float32 observations divided by D (scale:255 for pixels)", _scale_arguments),
-    "clip_reward": ("clip_reward[:B | :LOW,HIGH]", "clip rewards to [-1, 1], [-B, B] or [LOW, HIGH]",
-                    _clip_reward_arguments),
-    "max_and_skip": ("max_and_skip[:N]", "repeat each action N times (default 4), sum the rewards, observe "
-                     "the max of the last two frames", _max_and_skip_arguments),
-    "sticky_actions": ("sticky_actions[:P]", "repeat the previous action with probability P (default 0.25, "
-                       "Machado et al. 2018)", _sticky_actions_arguments),
+    "clip_reward": (
+        "clip_reward[:B | :LOW,HIGH]",
+        "clip rewards to [-1, 1], [-B, B] or [LOW, HIGH]",
+        _clip_reward_arguments,
+    ),
+    "max_and_skip": (
+        "max_and_skip[:N]",
+        "repeat each action N times (default 4), sum the rewards, observe the max of the last two frames",
+        _max_and_skip_arguments,
+    ),
+    "sticky_actions": (
+        "sticky_actions[:P]",
+        "repeat the previous action with probability P (default 0.25, Machado et al. 2018)",
+        _sticky_actions_arguments,
+    ),
 }
 """name -> (how to write it, what it does, arguments text or None -> keyword arguments; ValueError if bad)."""
 

@@ -42,8 +42,11 @@ def _type_schema(annotation: Any) -> dict:
 
 def config_section_schema(cls: type) -> dict:
     hints = typing.get_type_hints(cls)
-    return {"type": "object", "additionalProperties": False,
-            "properties": {f.name: _type_schema(hints[f.name]) for f in dataclasses.fields(cls)}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {f.name: _type_schema(hints[f.name]) for f in dataclasses.fields(cls)},
+    }
 
 
 def experiment_config_schema() -> dict:
@@ -67,8 +70,11 @@ def config_keys(cls: type = ExperimentConfig, prefix: str = "") -> list[str]:
 def override_schema() -> dict:
     """A `key.path=value` override of a key the config has; no ';' (MUZERO_SET's separator)."""
     keys = "|".join(key.replace(".", "\\.") for key in config_keys())
-    return {"type": "string", "pattern": f"^({keys})=[^;]+$",
-            "description": "key.path=value with a key of muzero/config.py and a TOML value, e.g. search.num_simulations=50"}
+    return {
+        "type": "string",
+        "pattern": f"^({keys})=[^;]+$",
+        "description": "key.path=value with a key of muzero/config.py and a TOML value, e.g. search.num_simulations=50",
+    }
 
 
 # --- the chart's own values -----------------------------------------------------------------
@@ -76,37 +82,68 @@ def override_schema() -> dict:
 STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 OBJECTS = {"type": "array", "items": {"type": "object"}}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
-DURATION = {"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w|y))+$",
-            "description": "a Prometheus duration, e.g. 30s, 5m, 1h30m"}
-QUANTITY = {"anyOf": [{"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"},
-                      {"type": "number", "minimum": 0}]}
-RESOURCES = {"type": "object", "additionalProperties": False, "properties": {
-    "requests": {"type": "object", "additionalProperties": QUANTITY},
-    "limits": {"type": "object", "additionalProperties": QUANTITY},
-}}
-PROBE = {"type": "object", "additionalProperties": False, "properties": {
-    key: {"type": "integer", "minimum": 0 if key == "initialDelaySeconds" else 1}
-    for key in ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold")
-}}
-ENV_LIST = {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-    "name": {"type": "string", "minLength": 1}}}}
+DURATION = {
+    "type": "string",
+    "pattern": "^([0-9]+(ms|s|m|h|d|w|y))+$",
+    "description": "a Prometheus duration, e.g. 30s, 5m, 1h30m",
+}
+QUANTITY = {
+    "anyOf": [
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"},
+        {"type": "number", "minimum": 0},
+    ]
+}
+RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "requests": {"type": "object", "additionalProperties": QUANTITY},
+        "limits": {"type": "object", "additionalProperties": QUANTITY},
+    },
+}
+PROBE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        key: {"type": "integer", "minimum": 0 if key == "initialDelaySeconds" else 1}
+        for key in ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold")
+    },
+}
+ENV_LIST = {
+    "type": "array",
+    "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "minLength": 1}}},
+}
 VOLUMES = {"type": "array", "items": {"type": "object", "required": ["name"]}}
 VOLUME_MOUNTS = {"type": "array", "items": {"type": "object", "required": ["name", "mountPath"]}}
-GPU = {"type": "object", "additionalProperties": False, "required": ["enabled"], "properties": {
-    "enabled": {"type": "boolean"},
-    "count": {"type": "integer", "minimum": 1},
-    "resourceName": {"type": "string", "minLength": 1},
-}}
-IMAGE_OVERRIDE = {"type": "object", "additionalProperties": False, "properties": {
-    "repository": {"type": "string"}, "tag": {"type": "string"}}}
-SERVICE = {"type": "object", "additionalProperties": False, "properties": {
-    "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}, "annotations": STRING_MAP}}
+GPU = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["enabled"],
+    "properties": {
+        "enabled": {"type": "boolean"},
+        "count": {"type": "integer", "minimum": 1},
+        "resourceName": {"type": "string", "minLength": 1},
+    },
+}
+IMAGE_OVERRIDE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"repository": {"type": "string"}, "tag": {"type": "string"}},
+}
+SERVICE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}, "annotations": STRING_MAP},
+}
 PERSISTENCE = {
     "enabled": {"type": "boolean"},
     "size": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"},
     "storageClass": {"type": "string"},
-    "accessModes": {"type": "array", "minItems": 1,
-                    "items": {"enum": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]}},
+    "accessModes": {
+        "type": "array",
+        "minItems": 1,
+        "items": {"enum": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]},
+    },
 }
 POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 
@@ -153,77 +190,171 @@ def chart_schema() -> dict:
         "nameOverride": {"type": "string"},
         "fullnameOverride": {"type": "string"},
         "clusterDomain": {"type": "string", "minLength": 1},
-        "image": {"type": "object", "additionalProperties": False, "required": ["repository"], "properties": {
-            "repository": {"type": "string", "minLength": 1}, "tag": {"type": "string"},
-            "gpuTag": {"type": "string"}, "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}},
+        "image": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["repository"],
+            "properties": {
+                "repository": {"type": "string", "minLength": 1},
+                "tag": {"type": "string"},
+                "gpuTag": {"type": "string"},
+                "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+            },
+        },
         "imagePullSecrets": {"type": "array", "items": {"type": "object", "required": ["name"]}},
-        "experiment": {"type": "object", "additionalProperties": False, "properties": {
-            "preset": {"enum": ["", *preset_names()], "description": "a preset bundled in the image"},
-            "config": experiment_config_schema(),
-            "overrides": {"type": "array", "items": override_schema()}}},
+        "experiment": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "preset": {"enum": ["", *preset_names()], "description": "a preset bundled in the image"},
+                "config": experiment_config_schema(),
+                "overrides": {"type": "array", "items": override_schema()},
+            },
+        },
         "logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
         "metricsPort": PORT,
         "podSecurityContext": {"type": "object"},
         "containerSecurityContext": {"type": "object"},
         "tmpVolume": {"type": "object", "additionalProperties": False, "properties": {"sizeLimit": QUANTITY}},
-        "redis": {"type": "object", "additionalProperties": False, "properties": {
-            **pod_settings(),
-            "shards": {"type": "integer", "minimum": 1},
-            "image": {"type": "object", "additionalProperties": False, "properties": {
-                "repository": {"type": "string", "minLength": 1}, "tag": {"type": "string", "minLength": 1},
-                "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}},
-            "port": PORT,
-            "maxmemory": {"type": "string", "pattern": "^[0-9]+(b|k|kb|m|mb|g|gb)?$",
-                          "description": "Redis maxmemory, e.g. 2gb"},
-            "auth": {"type": "object", "additionalProperties": False, "properties": {
-                "existingSecret": {"type": "string"}, "existingSecretKey": {"type": "string", "minLength": 1},
-                "password": {"type": "string"}}},
-            "persistence": {"type": "object", "additionalProperties": False, "properties": {
-                **PERSISTENCE, "appendfsync": {"enum": ["always", "everysec", "no"]}}},
-            "podSecurityContext": {"type": "object"},
-        }},
-        "replay": muzero_component(replicas={"type": "integer", "minimum": 1}, grpcPort=PORT, service=SERVICE,
-                                   **SERVICE_SETTINGS),
+        "redis": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                **pod_settings(),
+                "shards": {"type": "integer", "minimum": 1},
+                "image": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "repository": {"type": "string", "minLength": 1},
+                        "tag": {"type": "string", "minLength": 1},
+                        "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+                    },
+                },
+                "port": PORT,
+                "maxmemory": {
+                    "type": "string",
+                    "pattern": "^[0-9]+(b|k|kb|m|mb|g|gb)?$",
+                    "description": "Redis maxmemory, e.g. 2gb",
+                },
+                "auth": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "existingSecret": {"type": "string"},
+                        "existingSecretKey": {"type": "string", "minLength": 1},
+                        "password": {"type": "string"},
+                    },
+                },
+                "persistence": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {**PERSISTENCE, "appendfsync": {"enum": ["always", "everysec", "no"]}},
+                },
+                "podSecurityContext": {"type": "object"},
+            },
+        },
+        "replay": muzero_component(
+            replicas={"type": "integer", "minimum": 1}, grpcPort=PORT, service=SERVICE, **SERVICE_SETTINGS
+        ),
         "learner": muzero_component(
-            grpcPort=PORT, service=SERVICE, gpu=GPU, **SERVICE_SETTINGS,
+            grpcPort=PORT,
+            service=SERVICE,
+            gpu=GPU,
+            **SERVICE_SETTINGS,
             keepCheckpoints={"type": "integer", "minimum": 1},
             prefetch={"type": "integer", "minimum": 1},
             sampleStreams={"type": "integer", "minimum": 1},
             maxSteps={"type": "integer", "minimum": 0},
             runDir={"type": "string", "pattern": "^/"},
-            persistence={"type": "object", "additionalProperties": False, "properties": {
-                **PERSISTENCE, "existingClaim": {"type": "string"}, "keep": {"type": "boolean"}}}),
-        "actor": muzero_component(replicas={"type": "integer", "minimum": 1}, healthPort=PORT, gpu=GPU,
-                                  maxInflight={"type": "integer", "minimum": 1}, **SERVICE_SETTINGS),
-        "reanalyze": muzero_component(replicas={"type": "integer", "minimum": 0}, healthPort=PORT, gpu=GPU,
-                                      **SERVICE_SETTINGS),
+            persistence={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {**PERSISTENCE, "existingClaim": {"type": "string"}, "keep": {"type": "boolean"}},
+            },
+        ),
+        "actor": muzero_component(
+            replicas={"type": "integer", "minimum": 1},
+            healthPort=PORT,
+            gpu=GPU,
+            maxInflight={"type": "integer", "minimum": 1},
+            **SERVICE_SETTINGS,
+        ),
+        "reanalyze": muzero_component(
+            replicas={"type": "integer", "minimum": 0}, healthPort=PORT, gpu=GPU, **SERVICE_SETTINGS
+        ),
         "autoscaler": muzero_component(
             enabled={"type": "boolean"},
             minActors={"type": "integer", "minimum": 0},
             maxActors={"type": "integer", "minimum": 1},
             samplesPerInsertLow=POSITIVE,
             samplesPerInsertHigh=POSITIVE,
-            intervalSeconds={"type": "integer", "minimum": 1}),
-        "networkPolicy": {"type": "object", "additionalProperties": False, "properties": {
-            "enabled": {"type": "boolean"}, "metricsFrom": OBJECTS}},
-        "metrics": {"type": "object", "additionalProperties": False, "properties": {
-            "serviceMonitor": {"type": "object", "additionalProperties": False, "properties": {
-                "enabled": {"type": "boolean"}, "interval": DURATION, "scrapeTimeout": DURATION,
-                "labels": STRING_MAP}},
-            "prometheusRule": {"type": "object", "additionalProperties": False, "properties": {
-                "enabled": {"type": "boolean"}, "labels": STRING_MAP, "absentFor": DURATION,
-                "samplesPerInsert": {"type": "object", "additionalProperties": False, "properties": {
-                    "low": POSITIVE, "high": POSITIVE, "window": DURATION, "for": DURATION,
-                    "minStoredTransitions": {"type": "integer", "minimum": 0}}},
-                "checkpointLagSeconds": {"type": "number", "exclusiveMinimum": 0},
-                "checkpointStaleSeconds": {"type": "number", "exclusiveMinimum": 0}}},
-        }},
-        "grafana": {"type": "object", "additionalProperties": False, "properties": {
-            "dashboards": {"type": "object", "additionalProperties": False, "properties": {
-                "enabled": {"type": "boolean"}, "labels": STRING_MAP, "annotations": STRING_MAP,
-                "namespace": {"type": "string"}}}}},
-        "tests": {"type": "object", "additionalProperties": False, "properties": {
-            "timeoutSeconds": {"type": "integer", "minimum": 1}}},
+            intervalSeconds={"type": "integer", "minimum": 1},
+        ),
+        "networkPolicy": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"enabled": {"type": "boolean"}, "metricsFrom": OBJECTS},
+        },
+        "metrics": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "serviceMonitor": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "interval": DURATION,
+                        "scrapeTimeout": DURATION,
+                        "labels": STRING_MAP,
+                    },
+                },
+                "prometheusRule": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "labels": STRING_MAP,
+                        "absentFor": DURATION,
+                        "samplesPerInsert": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "low": POSITIVE,
+                                "high": POSITIVE,
+                                "window": DURATION,
+                                "for": DURATION,
+                                "minStoredTransitions": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "checkpointLagSeconds": {"type": "number", "exclusiveMinimum": 0},
+                        "checkpointStaleSeconds": {"type": "number", "exclusiveMinimum": 0},
+                    },
+                },
+            },
+        },
+        "grafana": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "dashboards": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "labels": STRING_MAP,
+                        "annotations": STRING_MAP,
+                        "namespace": {"type": "string"},
+                    },
+                }
+            },
+        },
+        "tests": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"timeoutSeconds": {"type": "integer", "minimum": 1}},
+        },
     }
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",

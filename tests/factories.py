@@ -11,15 +11,25 @@ from muzero.learning.segment import Segment
 _versions = itertools.count()
 
 
-def random_segment(rng: np.random.Generator, *, num_actions: int, frame_shape: tuple[int, ...], frame_stack: int,
-                   steps: int = 12, length: int | None = None, terminated: bool = True,
-                   priority: float | None = None, frames: np.ndarray | None = None) -> Segment:
+def random_segment(
+    rng: np.random.Generator,
+    *,
+    num_actions: int,
+    frame_shape: tuple[int, ...],
+    frame_stack: int,
+    steps: int = 12,
+    length: int | None = None,
+    terminated: bool = True,
+    priority: float | None = None,
+    frames: np.ndarray | None = None,
+) -> Segment:
     length = steps if length is None else length
     policies = rng.random((steps, num_actions)).astype(np.float32) + 0.1
     if frames is None:
         frames = rng.standard_normal((frame_stack - 1 + steps, *frame_shape)).astype(np.float32)
-    priorities = (np.full(length, priority, dtype=np.float32) if priority is not None
-                  else rng.random(length).astype(np.float32))
+    priorities = (
+        np.full(length, priority, dtype=np.float32) if priority is not None else rng.random(length).astype(np.float32)
+    )
     ends = terminated and length == steps
     return Segment(
         observations=frames,

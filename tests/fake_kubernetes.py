@@ -37,18 +37,35 @@ class FakePod:
         ports = [{"name": "grpc", "containerPort": 50051, "protocol": "TCP"}]
         if self.metrics_port is not None:
             ports.append({"name": "metrics", "containerPort": self.metrics_port, "protocol": "TCP"})
-        state = ({"waiting": {"reason": self.waiting_reason}} if self.waiting_reason
-                 else {"running": {"startedAt": "2026-11-23T10:00:00Z"}})
+        state = (
+            {"waiting": {"reason": self.waiting_reason}}
+            if self.waiting_reason
+            else {"running": {"startedAt": "2026-11-23T10:00:00Z"}}
+        )
         return {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": self.name, "namespace": self.namespace, "uid": f"uid-{self.name}",
-                         "labels": {APP_LABEL: APP_NAME, INSTANCE_LABEL: self.release,
-                                    COMPONENT_LABEL: self.component}},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "uid": f"uid-{self.name}",
+                "labels": {APP_LABEL: APP_NAME, INSTANCE_LABEL: self.release, COMPONENT_LABEL: self.component},
+            },
             "spec": {"containers": [{"name": self.component, "image": "muzero:test", "ports": ports}]},
-            "status": {"phase": self.phase, "podIP": "10.0.0.1",
-                       "containerStatuses": [{"name": self.component, "ready": self.ready,
-                                              "restartCount": self.restarts, "image": "muzero:test",
-                                              "imageID": "sha256:0", "state": state}]},
+            "status": {
+                "phase": self.phase,
+                "podIP": "10.0.0.1",
+                "containerStatuses": [
+                    {
+                        "name": self.component,
+                        "ready": self.ready,
+                        "restartCount": self.restarts,
+                        "image": "muzero:test",
+                        "imageID": "sha256:0",
+                        "state": state,
+                    }
+                ],
+            },
         }
 
 
@@ -90,18 +107,27 @@ class FakeKubernetes:
         return client.ApiClient(configuration)
 
     def write_kubeconfig(self, path: Path, namespace: str = "ml") -> Path:
-        config = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
-                  "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-                  "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-                  "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake",
-                                                            "namespace": namespace}}]}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}],
+        }
         path.write_text(json.dumps(config))  # JSON is YAML
         return path
 
 
 def _status(code: int, reason: str, message: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Status", "status": "Failure", "message": message, "reason": reason,
-            "code": code}
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 def _handler(api: FakeKubernetes):
@@ -138,12 +164,20 @@ def _handler(api: FakeKubernetes):
             if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and parts[4] == "pods":
                 wanted = dict(term.split("=", 1) for term in query.get("labelSelector", [""])[0].split(",") if term)
                 with api.lock:
-                    items = [p.to_json() for p in api.pods if p.namespace == parts[3]
-                             and all(p.to_json()["metadata"]["labels"].get(k) == v for k, v in wanted.items())]
+                    items = [
+                        p.to_json()
+                        for p in api.pods
+                        if p.namespace == parts[3]
+                        and all(p.to_json()["metadata"]["labels"].get(k) == v for k, v in wanted.items())
+                    ]
                 return self.send_json(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
             # /api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/{path}
-            if parts[:3] == ["api", "v1", "namespaces"] and len(parts) >= 7 and parts[4] == "pods" \
-                    and parts[6] == "proxy":
+            if (
+                parts[:3] == ["api", "v1", "namespaces"]
+                and len(parts) >= 7
+                and parts[4] == "pods"
+                and parts[6] == "proxy"
+            ):
                 return self.proxy(parts[3], parts[5], "/".join(parts[7:]))
             # /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale
             if self.is_scale(parts):
@@ -158,8 +192,11 @@ def _handler(api: FakeKubernetes):
             if pod is None:
                 return self.send_json(404, _status(404, "NotFound", f'pods "{name}" not found'))
             # The API server dials podIP:port: a wrong port number or a dead process is a 503.
-            refused = _status(503, "ServiceUnavailable",
-                              f"error trying to reach service: dial tcp 10.0.0.1:{port}: connect: connection refused")
+            refused = _status(
+                503,
+                "ServiceUnavailable",
+                f"error trying to reach service: dial tcp 10.0.0.1:{port}: connect: connection refused",
+            )
             if pod.metrics_url is None or port != str(pod.metrics_port) or path != "metrics":
                 return self.send_json(503, refused)
             try:
@@ -170,18 +207,28 @@ def _handler(api: FakeKubernetes):
 
         @staticmethod
         def is_scale(parts: list[str]) -> bool:
-            return (parts[:4] == ["apis", "apps", "v1", "namespaces"] and len(parts) == 8
-                    and parts[5] == "deployments" and parts[7] == "scale")
+            return (
+                parts[:4] == ["apis", "apps", "v1", "namespaces"]
+                and len(parts) == 8
+                and parts[5] == "deployments"
+                and parts[7] == "scale"
+            )
 
         def send_scale(self, namespace: str, name: str):
             with api.lock:
                 replicas = api.scales.get((namespace, name))
             if replicas is None:
                 return self.send_json(404, _status(404, "NotFound", f'deployments.apps "{name}" not found'))
-            return self.send_json(200, {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                                        "metadata": {"name": name, "namespace": namespace},
-                                        "spec": {"replicas": replicas},
-                                        "status": {"replicas": replicas, "selector": f"{COMPONENT_LABEL}=actor"}})
+            return self.send_json(
+                200,
+                {
+                    "apiVersion": "autoscaling/v1",
+                    "kind": "Scale",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"replicas": replicas},
+                    "status": {"replicas": replicas, "selector": f"{COMPONENT_LABEL}=actor"},
+                },
+            )
 
         def do_PATCH(self):
             if api.forbidden:

@@ -40,8 +40,9 @@ def tool(name: str) -> str:
     return found
 
 
-def helm_template(*args: str, values: dict | None = None, tmp_path: Path | None = None,
-                  check: bool = True) -> subprocess.CompletedProcess:
+def helm_template(
+    *args: str, values: dict | None = None, tmp_path: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """`helm template` of the chart; ``values`` become a values file, ``args`` are passed on
     (e.g. "--set", "actor.replicas=3")."""
     command = [tool("helm"), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args]
@@ -167,8 +168,12 @@ def env_reads(files: list[Path]) -> dict[str, object]:
     reads: dict[str, object] = {}
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                    node.func.attr in ("get", "getenv", "pop", "setdefault") and node.args:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("get", "getenv", "pop", "setdefault")
+                and node.args
+            ):
                 name = _env_name(node.args[0])
                 if name:
                     default = node.args[1] if len(node.args) > 1 else None
@@ -204,8 +209,12 @@ def option_env(files: list[Path]) -> dict[str, str]:
     options: dict[str, str] = {}
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "add_argument" and node.args):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "add_argument"
+                and node.args
+            ):
                 continue
             flag = node.args[0]
             default = next((k.value for k in node.keywords if k.arg == "default"), None)

@@ -21,8 +21,9 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
     if not LINT_IMPORTS.exists():
         pytest.fail(f"{LINT_IMPORTS} missing: install the test extras (bash scripts/bootstrap.sh --test)")
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_every_import_contract_is_kept():
@@ -38,13 +39,16 @@ def copy_of_the_code(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("module, line, contract", [
-    ("muzero/search/wrong.py", "from muzero.operations import local", "Layers"),
-    ("muzero/storage/wrong.py", "from muzero.transport import replay_client", "Layers"),
-    ("muzero/operations/wrong.py", "import services.learner.main", "never imports the services"),
-    ("muzero/learning/wrong.py", "import threading", "no I/O"),
-    ("muzero/acting/wrong.py", "import grpc", "no I/O"),
-])
+@pytest.mark.parametrize(
+    "module, line, contract",
+    [
+        ("muzero/search/wrong.py", "from muzero.operations import local", "Layers"),
+        ("muzero/storage/wrong.py", "from muzero.transport import replay_client", "Layers"),
+        ("muzero/operations/wrong.py", "import services.learner.main", "never imports the services"),
+        ("muzero/learning/wrong.py", "import threading", "no I/O"),
+        ("muzero/acting/wrong.py", "import grpc", "no I/O"),
+    ],
+)
 def test_a_wrong_import_breaks_a_contract(tmp_path, module, line, contract):
     root = copy_of_the_code(tmp_path)
     (root / module).write_text(f'"""A deliberate violation."""\n\n{line}\n')

@@ -26,31 +26,38 @@ POLICY = Policy(min_actors=1, max_actors=10, spi_low=8.0, spi_high=32.0, cooldow
 
 # --- the policy -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("current, ratio, action, replicas", [
-    (4, 20.0, "unchanged", 4),    # within [8, 32]
-    (4, 8.0, "unchanged", 4),     # the band's edges are inside it
-    (4, 32.0, "unchanged", 4),
-    (4, 40.0, "scale_up", 6),     # 4 x 40 / 20 (the band's middle) = 8, but one step adds at most half: 6
-    (5, 33.0, "scale_up", 8),     # 5 x 33 / 20 = 8.25 -> 9, capped at 5 + 3
-    (8, 36.0, "scale_up", 10),    # 8 x 36 / 20 = 14.4 -> 15, capped at 12, clamped at max_actors 10
-    (10, 90.0, "unchanged", 10),  # already at max_actors
-    (4, 6.0, "scale_down", 2),    # 4 x 6 / 20 = 1.2 -> 1, but one step removes at most half: 2
-    (3, 7.5, "scale_down", 1),    # 3 x 7.5 / 20 = 1.1 -> 1, within the step of 2
-    (2, 1.0, "scale_down", 1),    # 0.1 -> 0, clamped at min_actors
-    (1, 0.5, "unchanged", 1),     # already at min_actors
-])
+
+@pytest.mark.parametrize(
+    "current, ratio, action, replicas",
+    [
+        (4, 20.0, "unchanged", 4),  # within [8, 32]
+        (4, 8.0, "unchanged", 4),  # the band's edges are inside it
+        (4, 32.0, "unchanged", 4),
+        (4, 40.0, "scale_up", 6),  # 4 x 40 / 20 (the band's middle) = 8, but one step adds at most half: 6
+        (5, 33.0, "scale_up", 8),  # 5 x 33 / 20 = 8.25 -> 9, capped at 5 + 3
+        (8, 36.0, "scale_up", 10),  # 8 x 36 / 20 = 14.4 -> 15, capped at 12, clamped at max_actors 10
+        (10, 90.0, "unchanged", 10),  # already at max_actors
+        (4, 6.0, "scale_down", 2),  # 4 x 6 / 20 = 1.2 -> 1, but one step removes at most half: 2
+        (3, 7.5, "scale_down", 1),  # 3 x 7.5 / 20 = 1.1 -> 1, within the step of 2
+        (2, 1.0, "scale_down", 1),  # 0.1 -> 0, clamped at min_actors
+        (1, 0.5, "unchanged", 1),  # already at min_actors
+    ],
+)
 def test_decide_moves_towards_the_band_within_a_step_and_the_bounds(current, ratio, action, replicas):
     decision = decide(POLICY, current, ratio, since_change_s=None)
     assert (decision.action, decision.replicas) == (action, replicas), decision.reason
     assert f"{ratio:.2f}" in decision.reason
 
 
-@pytest.mark.parametrize("current, ratio, replicas", [
-    (6, 26.0, 8),   # 6 x 26 / 20 = 7.8 -> 8: the proportional count, under the step cap of 9
-    (6, 14.0, 4),   # 6 x 14 / 20 = 4.2 -> 4, above the cap of 3
-    (9, 25.5, 12),  # 11.5 -> 12
-    (9, 24.0, 9),   # in [15, 25]
-])
+@pytest.mark.parametrize(
+    "current, ratio, replicas",
+    [
+        (6, 26.0, 8),  # 6 x 26 / 20 = 7.8 -> 8: the proportional count, under the step cap of 9
+        (6, 14.0, 4),  # 6 x 14 / 20 = 4.2 -> 4, above the cap of 3
+        (9, 25.5, 12),  # 11.5 -> 12
+        (9, 24.0, 9),  # in [15, 25]
+    ],
+)
 def test_decide_is_proportional_to_the_distance_from_the_band_middle(current, ratio, replicas):
     narrow = Policy(min_actors=1, max_actors=20, spi_low=15.0, spi_high=25.0, cooldown_s=0.0)
     assert decide(narrow, current, ratio, since_change_s=None).replicas == replicas
@@ -72,11 +79,14 @@ def test_decide_makes_no_decision_without_a_ratio_but_enforces_the_bounds():
     assert decide(POLICY, 14, 5.0, since_change_s=1.0).replicas == 10
 
 
-@pytest.mark.parametrize("wait, action, replicas", [
-    (0.5, "scale_up", 5),     # the learner starved half the time: one more actor
-    (0.1, "unchanged", 4),    # within [0.02, 0.2]
-    (0.0, "scale_down", 3),   # never waits: actors idle behind the limiter, one fewer
-])
+@pytest.mark.parametrize(
+    "wait, action, replicas",
+    [
+        (0.5, "scale_up", 5),  # the learner starved half the time: one more actor
+        (0.1, "unchanged", 4),  # within [0.02, 0.2]
+        (0.0, "scale_down", 3),  # never waits: actors idle behind the limiter, one fewer
+    ],
+)
 def test_decide_on_another_signal_moves_one_actor_at_a_time(wait, action, replicas):
     band = Policy(min_actors=1, max_actors=10, spi_low=0.02, spi_high=0.2, cooldown_s=0.0)
     decision = decide(band, 4, wait, since_change_s=None, signal="learner input wait", proportional=False)
@@ -85,6 +95,7 @@ def test_decide_on_another_signal_moves_one_actor_at_a_time(wait, action, replic
 
 
 # --- rounds against the fake API with real /metrics endpoints ----------------------------------
+
 
 class ServiceCounters:
     """The learner's samples counter and replay's store-wide inserts counter, served over real HTTP."""
@@ -131,8 +142,15 @@ def counters():
 def autoscaler_for(api: FakeKubernetes, counters: ServiceCounters, policy: Policy = POLICY):
     from kubernetes import client
 
-    settings = Settings(namespace="ml", deployment="muzero-actor", learner_metrics_url=counters.learner_url,
-                        replay_metrics_url=counters.replay_url, policy=policy, interval_s=30.0, metrics_port=0)
+    settings = Settings(
+        namespace="ml",
+        deployment="muzero-actor",
+        learner_metrics_url=counters.learner_url,
+        replay_metrics_url=counters.replay_url,
+        policy=policy,
+        interval_s=30.0,
+        metrics_port=0,
+    )
     clock = ManualClock()
     registry = CollectorRegistry()
     scaler = Autoscaler(settings, client.AppsV1Api(api.api_client()), AutoscalerMetrics(registry), clock=clock)
@@ -186,8 +204,9 @@ def test_rounds_scale_up_hold_and_down_with_cool_down_and_no_decision_on_zero_ra
         assert (decision.action, decision.replicas) == ("scale_down", 3), decision.reason
         assert api.patches[-1].body == {"spec": {"replicas": 3}}
 
-        metrics = {s.name + str(sorted(s.labels.items())): s.value
-                   for family in registry.collect() for s in family.samples}
+        metrics = {
+            s.name + str(sorted(s.labels.items())): s.value for family in registry.collect() for s in family.samples
+        }
         assert metrics["muzero_autoscaler_current_replicas[]"] == 3
         assert metrics["muzero_autoscaler_desired_replicas[]"] == 3
         assert metrics["muzero_autoscaler_samples_per_insert[]"] == pytest.approx(5.0)
@@ -221,8 +240,12 @@ def test_rounds_clamp_at_the_bounds_and_survive_api_errors(counters):
         counters.advance(samples=100 * 300, inserts=300)
         clock.now += 30
         assert scaler.step().action == "none"
-        errors = [s.value for family in registry.collect() for s in family.samples
-                  if s.name == "muzero_autoscaler_kubernetes_errors_total"]
+        errors = [
+            s.value
+            for family in registry.collect()
+            for s in family.samples
+            if s.name == "muzero_autoscaler_kubernetes_errors_total"
+        ]
         assert errors == [1.0]
 
 
@@ -263,12 +286,20 @@ def test_a_learner_restart_gives_no_rate_instead_of_a_negative_one(counters):
 
 # --- the process, configured as the chart configures it --------------------------------------------
 
+
 def chart_env(counters: ServiceCounters, metrics_port: int, **overrides: str) -> dict[str, str]:
-    env = {"MUZERO_NAMESPACE": "ml", "MUZERO_ACTOR_DEPLOYMENT": "muzero-actor",
-           "MUZERO_LEARNER_METRICS_URL": counters.learner_url, "MUZERO_REPLAY_METRICS_URL": counters.replay_url,
-           "MUZERO_AUTOSCALER_MIN_ACTORS": "1", "MUZERO_AUTOSCALER_MAX_ACTORS": "6",
-           "MUZERO_AUTOSCALER_SPI_LOW": "8", "MUZERO_AUTOSCALER_SPI_HIGH": "32",
-           "MUZERO_AUTOSCALER_INTERVAL_S": "0.3", "MUZERO_METRICS_PORT": str(metrics_port)}
+    env = {
+        "MUZERO_NAMESPACE": "ml",
+        "MUZERO_ACTOR_DEPLOYMENT": "muzero-actor",
+        "MUZERO_LEARNER_METRICS_URL": counters.learner_url,
+        "MUZERO_REPLAY_METRICS_URL": counters.replay_url,
+        "MUZERO_AUTOSCALER_MIN_ACTORS": "1",
+        "MUZERO_AUTOSCALER_MAX_ACTORS": "6",
+        "MUZERO_AUTOSCALER_SPI_LOW": "8",
+        "MUZERO_AUTOSCALER_SPI_HIGH": "32",
+        "MUZERO_AUTOSCALER_INTERVAL_S": "0.3",
+        "MUZERO_METRICS_PORT": str(metrics_port),
+    }
     env.update(overrides)
     return {**{k: v for k, v in os.environ.items() if not k.startswith(("MUZERO_", "KUBERNETES_"))}, **env}
 
@@ -286,13 +317,21 @@ def test_muzero_autoscale_process_patches_the_deployment_from_live_rates(counter
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         port = free_port()
         log = open(tmp_path / "autoscaler.log", "wb")
-        process = subprocess.Popen([sys.executable, "-m", "muzero.cli", "autoscale", "--kubeconfig", str(kubeconfig)],
-                                   cwd=ROOT, env=chart_env(counters, port), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "muzero.cli", "autoscale", "--kubeconfig", str(kubeconfig)],
+            cwd=ROOT,
+            env=chart_env(counters, port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         try:
             # Nothing trains yet: rounds pass without a decision and without a patch.
-            wait_for(lambda: own_metrics(port).get("muzero_autoscaler_decisions_total", 0) >= 4, 120,
-                     "four rounds of the autoscaler")
+            wait_for(
+                lambda: own_metrics(port).get("muzero_autoscaler_decisions_total", 0) >= 4,
+                120,
+                "four rounds of the autoscaler",
+            )
             assert api.patches == []
             assert own_metrics(port)["muzero_autoscaler_current_replicas"] == 2
 
@@ -315,8 +354,11 @@ def test_muzero_autoscale_process_patches_the_deployment_from_live_rates(counter
             assert patch.path == "/apis/apps/v1/namespaces/ml/deployments/muzero-actor/scale"
             assert patch.content_type == "application/merge-patch+json"
             assert patch.body == {"spec": {"replicas": 3}}  # 2 actors, one step of at most +1
-            metrics = wait_for(lambda: (m := own_metrics(port)).get("muzero_autoscaler_desired_replicas") == 3 and m,
-                               30, "desired replicas 3 on the autoscaler's /metrics")
+            metrics = wait_for(
+                lambda: (m := own_metrics(port)).get("muzero_autoscaler_desired_replicas") == 3 and m,
+                30,
+                "desired replicas 3 on the autoscaler's /metrics",
+            )
             assert metrics["muzero_autoscaler_samples_per_insert"] > 32
 
             process.send_signal(signal.SIGTERM)
@@ -331,21 +373,38 @@ def test_muzero_autoscale_process_patches_the_deployment_from_live_rates(counter
     assert "2 -> 3 actors" in log_text
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"MUZERO_AUTOSCALER_SPI_LOW": "40"}, "MUZERO_AUTOSCALER_SPI_LOW (--spi-low): must be below "
-                                          "MUZERO_AUTOSCALER_SPI_HIGH (--spi-high), got 40 >= 32"),
-    ({"MUZERO_AUTOSCALER_MIN_ACTORS": "7"}, "MUZERO_AUTOSCALER_MIN_ACTORS (--min-actors): 7 is more than "
-                                            "MUZERO_AUTOSCALER_MAX_ACTORS (--max-actors): 6"),
-    ({"MUZERO_AUTOSCALER_MAX_ACTORS": "-3"}, "MUZERO_AUTOSCALER_MAX_ACTORS (--max-actors): must be >= 1, got -3"),
-    ({"MUZERO_AUTOSCALER_SPI_LOW": "-1"}, "MUZERO_AUTOSCALER_SPI_LOW (--spi-low): must be >= 0, got -1"),
-    ({"MUZERO_AUTOSCALER_INTERVAL_S": "soon"}, "MUZERO_AUTOSCALER_INTERVAL_S (--interval): not a number: 'soon'"),
-    ({"MUZERO_ACTOR_DEPLOYMENT": ""}, "MUZERO_ACTOR_DEPLOYMENT (--deployment): required"),
-    ({"MUZERO_REPLAY_METRICS_URL": "replay:9100"}, "MUZERO_REPLAY_METRICS_URL (--replay-metrics-url): not an "
-                                                  "http(s) URL"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"MUZERO_AUTOSCALER_SPI_LOW": "40"},
+            "MUZERO_AUTOSCALER_SPI_LOW (--spi-low): must be below "
+            "MUZERO_AUTOSCALER_SPI_HIGH (--spi-high), got 40 >= 32",
+        ),
+        (
+            {"MUZERO_AUTOSCALER_MIN_ACTORS": "7"},
+            "MUZERO_AUTOSCALER_MIN_ACTORS (--min-actors): 7 is more than "
+            "MUZERO_AUTOSCALER_MAX_ACTORS (--max-actors): 6",
+        ),
+        ({"MUZERO_AUTOSCALER_MAX_ACTORS": "-3"}, "MUZERO_AUTOSCALER_MAX_ACTORS (--max-actors): must be >= 1, got -3"),
+        ({"MUZERO_AUTOSCALER_SPI_LOW": "-1"}, "MUZERO_AUTOSCALER_SPI_LOW (--spi-low): must be >= 0, got -1"),
+        ({"MUZERO_AUTOSCALER_INTERVAL_S": "soon"}, "MUZERO_AUTOSCALER_INTERVAL_S (--interval): not a number: 'soon'"),
+        ({"MUZERO_ACTOR_DEPLOYMENT": ""}, "MUZERO_ACTOR_DEPLOYMENT (--deployment): required"),
+        (
+            {"MUZERO_REPLAY_METRICS_URL": "replay:9100"},
+            "MUZERO_REPLAY_METRICS_URL (--replay-metrics-url): not an http(s) URL",
+        ),
+    ],
+)
 def test_bad_config_exits_2_naming_the_variable(counters, tmp_path, overrides, message):
-    result = subprocess.run([sys.executable, "-m", "muzero.operations.k8s.autoscaler"], cwd=ROOT,
-                            env=chart_env(counters, 0, **overrides), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "muzero.operations.k8s.autoscaler"],
+        cwd=ROOT,
+        env=chart_env(counters, 0, **overrides),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     assert f"autoscaler: bad config: {message}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -15,8 +15,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_search_benchmark_prints_its_figures_as_json():
-    command = [sys.executable, "benchmarks/search.py", "--batch-sizes", "2", "--simulations", "3", "--repeats", "1",
-               "--threads", "1", "--no-compile", "--lightzero-python", sys.executable]  # fmt: skip
+    command = [
+        sys.executable,
+        "benchmarks/search.py",
+        "--batch-sizes",
+        "2",
+        "--simulations",
+        "3",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--no-compile",
+        "--lightzero-python",
+        sys.executable,
+    ]
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.strip().splitlines()

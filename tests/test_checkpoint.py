@@ -7,14 +7,15 @@ import pytest
 import torch
 
 import muzero.storage.checkpoint as checkpoint_module
-from muzero.storage.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
 from muzero.config import ExperimentConfig, NetworkConfig
 from muzero.learning.batch import TorchBatch
 from muzero.learning.trainer import Trainer
 from muzero.nn.networks import build_network
+from muzero.storage.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_checkpoint
 
-CONFIG = ExperimentConfig(name="checkpoint-test",
-                          network=NetworkConfig(hidden_size=16, num_layers=1, head_hidden_size=8))
+CONFIG = ExperimentConfig(
+    name="checkpoint-test", network=NetworkConfig(hidden_size=16, num_layers=1, head_hidden_size=8)
+)
 
 
 def network(seed=0):
@@ -24,11 +25,17 @@ def network(seed=0):
 
 def trained_trainer(steps=2):
     trainer = Trainer(network(), CONFIG.training)
-    batch = TorchBatch(observations=torch.randn(4, 4), actions=torch.zeros(4, 5, dtype=torch.int64),
-                       target_values=torch.ones(4, 6), target_rewards=torch.ones(4, 6),
-                       target_policies=torch.full((4, 6, 2), 0.5), value_mask=torch.ones(4, 6, dtype=torch.bool),
-                       reward_mask=torch.ones(4, 6, dtype=torch.bool), policy_mask=torch.ones(4, 6, dtype=torch.bool),
-                       weights=torch.ones(4))
+    batch = TorchBatch(
+        observations=torch.randn(4, 4),
+        actions=torch.zeros(4, 5, dtype=torch.int64),
+        target_values=torch.ones(4, 6),
+        target_rewards=torch.ones(4, 6),
+        target_policies=torch.full((4, 6, 2), 0.5),
+        value_mask=torch.ones(4, 6, dtype=torch.bool),
+        reward_mask=torch.ones(4, 6, dtype=torch.bool),
+        policy_mask=torch.ones(4, 6, dtype=torch.bool),
+        weights=torch.ones(4),
+    )
     for _ in range(steps):
         trainer.train_step(batch)
     return trainer, batch
@@ -36,8 +43,15 @@ def trained_trainer(steps=2):
 
 def test_round_trip_restores_weights_optimizer_and_header(tmp_path):
     trainer, batch = trained_trainer()
-    path = save_checkpoint(tmp_path, trainer.network, CONFIG, step=2, version=7,
-                           trainer_state=trainer.state_dict(), extra={"env_steps": 123})
+    path = save_checkpoint(
+        tmp_path,
+        trainer.network,
+        CONFIG,
+        step=2,
+        version=7,
+        trainer_state=trainer.state_dict(),
+        extra={"env_steps": 123},
+    )
     assert path == tmp_path / "step_000002.safetensors"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000002.json", "step_000002.safetensors"]
 
@@ -136,8 +150,13 @@ def test_manager_keeps_the_last_checkpoints_and_points_at_the_newest(tmp_path):
     for step in (5, 10, 15):
         manager.save(network(seed=step), CONFIG, step=step, version=step)
     names = sorted(p.name for p in manager.directory.iterdir())
-    assert names == ["latest", "step_000010.json", "step_000010.safetensors", "step_000015.json",
-                     "step_000015.safetensors"]
+    assert names == [
+        "latest",
+        "step_000010.json",
+        "step_000010.safetensors",
+        "step_000015.json",
+        "step_000015.safetensors",
+    ]
     assert manager.latest() == manager.directory / "step_000015.safetensors"
     assert json.loads((manager.directory / "latest").read_text())["step"] == 15
 

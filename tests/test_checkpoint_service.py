@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from muzero import config as config_module
-from muzero.storage.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
-from muzero.transport.checkpoint_server import CHUNK_BYTES, CheckpointServicer, add_to_server
-from muzero.transport.checkpoint_client import CheckpointClient
-from muzero.transport.grpc_util import make_channel, make_server
 from muzero.nn.networks import build_network
+from muzero.storage.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from muzero.transport.checkpoint_client import CheckpointClient
+from muzero.transport.checkpoint_server import CHUNK_BYTES, CheckpointServicer, add_to_server
+from muzero.transport.grpc_util import make_channel, make_server
 from muzero.wire.v1 import checkpoint_pb2, checkpoint_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,8 +80,22 @@ def test_latest_and_verified_pull(served, run_dir, tmp_path):
 
 
 def test_cli_and_a_client_built_from_the_proto_alone_get_the_same_file(served, tmp_path):
-    cli = subprocess.run([sys.executable, "-m", "muzero.cli", "checkpoint", "pull", "--server", served.target,
-                          "--out", str(tmp_path / "cli")], capture_output=True, text=True, timeout=120)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "muzero.cli",
+            "checkpoint",
+            "pull",
+            "--server",
+            served.target,
+            "--out",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == 0, cli.stderr
     assert "verified" in cli.stdout
     pulled = tmp_path / "cli" / "step_000200.safetensors"
@@ -91,8 +105,18 @@ def test_cli_and_a_client_built_from_the_proto_alone_get_the_same_file(served, t
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     (stubs / "checkpoint.proto").write_text((ROOT / "proto/muzero/v1/checkpoint.proto").read_text())
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{stubs}", f"--python_out={stubs}",
-                    f"--grpc_python_out={stubs}", str(stubs / "checkpoint.proto")], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{stubs}",
+            f"--python_out={stubs}",
+            f"--grpc_python_out={stubs}",
+            str(stubs / "checkpoint.proto"),
+        ],
+        check=True,
+    )
     script = textwrap.dedent(f"""
         import hashlib, sys
         sys.path.insert(0, {str(stubs)!r})
@@ -105,7 +129,7 @@ def test_cli_and_a_client_built_from_the_proto_alone_get_the_same_file(served, t
                 info = chunk.info
             data += chunk.data
         assert hashlib.sha256(data).hexdigest() == info.sha256, "digest mismatch"
-        open({str(tmp_path / 'plain.safetensors')!r}, "wb").write(data)
+        open({str(tmp_path / "plain.safetensors")!r}, "wb").write(data)
     """)
     plain = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0, plain.stderr

@@ -12,20 +12,29 @@ import pytest
 from muzero.storage.checkpoint import CheckpointManager, load_checkpoint
 
 TINY_CARTPOLE = [
-    "--set", "training.max_env_steps=640",
-    "--set", "replay.min_size=200",
-    "--set", "training.eval_interval=320",
-    "--set", "training.eval_episodes=3",
-    "--set", "training.checkpoint_interval=10",
-    "--set", "training.train_ratio=2.0",
-    "--set", "search.num_simulations=4",
-    "--set", "env.num_envs=4",
+    "--set",
+    "training.max_env_steps=640",
+    "--set",
+    "replay.min_size=200",
+    "--set",
+    "training.eval_interval=320",
+    "--set",
+    "training.eval_episodes=3",
+    "--set",
+    "training.checkpoint_interval=10",
+    "--set",
+    "training.train_ratio=2.0",
+    "--set",
+    "search.num_simulations=4",
+    "--set",
+    "env.num_envs=4",
 ]
 
 
 def muzero(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "muzero.cli", *args], capture_output=True, text=True, timeout=300,
-                          **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "muzero.cli", *args], capture_output=True, text=True, timeout=300, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +88,28 @@ def test_bad_config_fails_at_start_with_the_key():
 def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
     run_dir = tmp_path / "interrupted"
     process = subprocess.Popen(
-        [sys.executable, "-m", "muzero.cli", "train", "cartpole", "--run-dir", str(run_dir),
-         "--set", "replay.min_size=100", "--set", "training.train_ratio=2.0", "--set", "env.num_envs=4",
-         "--set", "search.num_simulations=4", "--set", "training.eval_interval=0"],
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "muzero.cli",
+            "train",
+            "cartpole",
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            "replay.min_size=100",
+            "--set",
+            "training.train_ratio=2.0",
+            "--set",
+            "env.num_envs=4",
+            "--set",
+            "search.num_simulations=4",
+            "--set",
+            "training.eval_interval=0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         # Wait (by condition, not by time) until the learner has trained: progress reports it.
@@ -102,10 +129,26 @@ def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
 @pytest.fixture(scope="module")
 def tictactoe_checkpoint(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "tictactoe"
-    result = muzero("train", "tictactoe", "--run-dir", str(run_dir), "--set", "training.max_env_steps=256",
-                    "--set", "replay.min_size=100", "--set", "training.eval_interval=0",
-                    "--set", "training.checkpoint_interval=5", "--set", "training.train_ratio=1.0",
-                    "--set", "search.num_simulations=4", "--set", "env.num_envs=8")
+    result = muzero(
+        "train",
+        "tictactoe",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "training.max_env_steps=256",
+        "--set",
+        "replay.min_size=100",
+        "--set",
+        "training.eval_interval=0",
+        "--set",
+        "training.checkpoint_interval=5",
+        "--set",
+        "training.train_ratio=1.0",
+        "--set",
+        "search.num_simulations=4",
+        "--set",
+        "env.num_envs=8",
+    )
     assert result.returncode == 0, result.stderr
     return CheckpointManager(run_dir).latest()
 
@@ -172,11 +215,32 @@ def test_play_board_labels_are_the_cells_played(tictactoe_checkpoint):
 @pytest.fixture(scope="module")
 def connect4_checkpoint(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "connect4"
-    result = muzero("train", "connect4", "--run-dir", str(run_dir), "--set", "training.max_env_steps=128",
-                    "--set", "replay.min_size=64", "--set", "training.eval_interval=0",
-                    "--set", "training.checkpoint_interval=2", "--set", "training.train_ratio=1.0",
-                    "--set", "training.batch_size=16", "--set", "search.num_simulations=2",
-                    "--set", "env.num_envs=4", "--set", "network.channels=4", "--set", "network.num_blocks=1")
+    result = muzero(
+        "train",
+        "connect4",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "training.max_env_steps=128",
+        "--set",
+        "replay.min_size=64",
+        "--set",
+        "training.eval_interval=0",
+        "--set",
+        "training.checkpoint_interval=2",
+        "--set",
+        "training.train_ratio=1.0",
+        "--set",
+        "training.batch_size=16",
+        "--set",
+        "search.num_simulations=2",
+        "--set",
+        "env.num_envs=4",
+        "--set",
+        "network.channels=4",
+        "--set",
+        "network.num_blocks=1",
+    )
     assert result.returncode == 0, result.stderr
     return CheckpointManager(run_dir).latest()
 

@@ -15,14 +15,20 @@ import numpy as np
 import pytest
 
 from muzero import config as config_module
-from muzero.storage.checkpoint import CheckpointManager, load_checkpoint
-from muzero.operations.cluster import Cluster, scrape
 from muzero.acting.evaluation import evaluate_returns
 from muzero.nn.networks import build_network
+from muzero.operations.cluster import Cluster, scrape
+from muzero.storage.checkpoint import CheckpointManager, load_checkpoint
 from muzero.storage.replay.factory import EnvSpec, build_store, redis_overrides
 
-OVERRIDES = ["name=e2e", "env.num_envs=8", "replay.min_size=500", "training.checkpoint_interval=100",
-             "replay.samples_per_insert=16", "reanalyze.fraction=0.25"]
+OVERRIDES = [
+    "name=e2e",
+    "env.num_envs=8",
+    "replay.min_size=500",
+    "training.checkpoint_interval=100",
+    "replay.samples_per_insert=16",
+    "reanalyze.fraction=0.25",
+]
 MAX_LEARNER_STEPS = 8000  # the bound: CartPole must reach 200 within this many learner steps
 
 

@@ -15,8 +15,15 @@ def test_presets_exist():
 
 
 def test_override_sets_nested_value_with_toml_types():
-    loaded = config.load("cartpole", ["search.num_simulations=7", "training.learning_rate=0.5", "env.id=Acrobot-v1",
-                                      "search.temperature=[[0, 0.5]]"])
+    loaded = config.load(
+        "cartpole",
+        [
+            "search.num_simulations=7",
+            "training.learning_rate=0.5",
+            "env.id=Acrobot-v1",
+            "search.temperature=[[0, 0.5]]",
+        ],
+    )
     assert loaded.search.num_simulations == 7
     assert loaded.training.learning_rate == 0.5
     assert loaded.env.id == "Acrobot-v1"

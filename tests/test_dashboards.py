@@ -22,16 +22,20 @@ METRIC_NAME = re.compile(r"\bmuzero_[a-z0-9_]+\b")
 
 # What the issue asks each dashboard to show: a panel whose title contains each phrase.
 REQUIRED_PANELS = {
-    "throughput.json": ["environment steps/s", "simulations/s", "learner samples/s", "replay inserts and samples/s",
-                        "samples per insert", "publish-to-use lag"],
+    "throughput.json": [
+        "environment steps/s",
+        "simulations/s",
+        "learner samples/s",
+        "replay inserts and samples/s",
+        "samples per insert",
+        "publish-to-use lag",
+    ],
     "learning.json": ["episode returns", "losses by kind", "model version"],
-    "replay.json": ["transitions", "frames", "raw vs stored bytes", "compression ratio", "evictions",
-                    "shard balance"],
+    "replay.json": ["transitions", "frames", "raw vs stored bytes", "compression ratio", "evictions", "shard balance"],
 }
 
 # Grafana's built-in variables, as Grafana would expand them for a 1 s scrape interval.
-GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$__interval": "2s", "${__interval}": "2s",
-                     "${__rate_interval}": "10s"}
+GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$__interval": "2s", "${__interval}": "2s", "${__rate_interval}": "10s"}
 
 
 def load_dashboards() -> dict[str, dict]:
@@ -126,9 +130,16 @@ def test_every_query_uses_only_metrics_the_code_exports():
 
 # --- a real Prometheus scraping a real cluster --------------------------------------------------
 
-CLUSTER_SETTINGS = ["env.num_envs=8", "search.num_simulations=4", "replay.min_size=64", "replay.segment_length=20",
-                    "replay.capacity=600", "training.batch_size=32", "training.checkpoint_interval=10",
-                    "reanalyze.segments_per_round=2"]
+CLUSTER_SETTINGS = [
+    "env.num_envs=8",
+    "search.num_simulations=4",
+    "replay.min_size=64",
+    "replay.segment_length=20",
+    "replay.capacity=600",
+    "training.batch_size=32",
+    "training.checkpoint_interval=10",
+    "reanalyze.segments_per_round=2",
+]
 MIN_SCRAPES = 30
 
 
@@ -163,7 +174,8 @@ def test_real_prometheus_scraping_a_cluster_finds_every_service_up_and_answers_e
             if pending:
                 time.sleep(1.0)
         assert not pending, "panels whose query never returned data:\n" + "\n".join(
-            f"  {name}: {title!r}: {expand(expr, boards[name])}" for name, title, expr in sorted(pending))
+            f"  {name}: {title!r}: {expand(expr, boards[name])}" for name, title, expr in sorted(pending)
+        )
 
         # And the names in the queries are the ones the services serve (labelled series appear once
         # set, so this reads /metrics after the cluster has run).
@@ -186,19 +198,27 @@ def test_real_prometheus_scraping_a_cluster_finds_every_service_up_and_answers_e
         while float(prometheus.query(count)[0]["value"][1]) < MIN_SCRAPES:
             assert time.monotonic() < deadline, f"fewer than {MIN_SCRAPES} scrapes of some service in 120 s"
             time.sleep(1.0)
-        median = {s["metric"]["instance"]: float(s["value"][1])
-                  for s in prometheus.query(f"quantile_over_time(0.5, scrape_duration_seconds[{window}])")}
-        worst = {s["metric"]["instance"]: float(s["value"][1])
-                 for s in prometheus.query(f"max_over_time(scrape_duration_seconds[{window}])")}
-        scrapes = {s["metric"]["instance"]: int(float(s["value"][1]))
-                   for s in prometheus.query(f"count_over_time(scrape_duration_seconds[{window}])")}
+        median = {
+            s["metric"]["instance"]: float(s["value"][1])
+            for s in prometheus.query(f"quantile_over_time(0.5, scrape_duration_seconds[{window}])")
+        }
+        worst = {
+            s["metric"]["instance"]: float(s["value"][1])
+            for s in prometheus.query(f"max_over_time(scrape_duration_seconds[{window}])")
+        }
+        scrapes = {
+            s["metric"]["instance"]: int(float(s["value"][1]))
+            for s in prometheus.query(f"count_over_time(scrape_duration_seconds[{window}])")
+        }
         up = {s["metric"]["instance"]: float(s["value"][1]) for s in prometheus.query("up")}
         report = []
         for service in cluster.layout.services:
             instance = f"127.0.0.1:{service.metrics_port}"
             assert up.get(instance) == 1.0, f"{service.name} ({instance}) is not up in Prometheus"
-            report.append(f"{service.name}: median {median[instance] * 1000:.1f} ms, "
-                          f"max {worst[instance] * 1000:.1f} ms over {scrapes[instance]} scrapes")
+            report.append(
+                f"{service.name}: median {median[instance] * 1000:.1f} ms, "
+                f"max {worst[instance] * 1000:.1f} ms over {scrapes[instance]} scrapes"
+            )
         print("scrape_duration_seconds over the run: " + "; ".join(report))
     finally:
         if prometheus is not None:

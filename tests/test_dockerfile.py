@@ -20,10 +20,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from muzero.transport.grpc_util import check_health
 from muzero.operations.redis_process import _die_with_parent, free_port
-from tests.helm_support import (CHART, ROOT, SERVICES, Rendered, env_values, exported_metric_names, metric_names_in,
-                                name_of, render, tool)
+from muzero.transport.grpc_util import check_health
+from tests.helm_support import (
+    CHART,
+    ROOT,
+    SERVICES,
+    Rendered,
+    env_values,
+    exported_metric_names,
+    metric_names_in,
+    name_of,
+    render,
+    tool,
+)
 from tests.waiting import wait_for
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -89,8 +99,9 @@ def entrypoint() -> list[str]:
 
 
 def test_hadolint_finds_nothing():
-    result = subprocess.run([tool("hadolint"), "--no-color", "-f", "json", str(DOCKERFILE)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [tool("hadolint"), "--no-color", "-f", "json", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and json.loads(result.stdout or "[]") == [], result.stdout + result.stderr
 
 
@@ -102,8 +113,9 @@ def test_one_multi_stage_image_whose_command_picks_the_service():
     assert arg_defaults()["BASE_IMAGE"].startswith("python:3.11"), "CPU by default, the Python the project targets"
     runtime = named["runtime"]
     assert ("COPY", "--from=builder /opt/venv /opt/venv") in runtime
-    assert not [rest for keyword, rest in runtime if keyword == "RUN" and "pip install" in rest], \
+    assert not [rest for keyword, rest in runtime if keyword == "RUN" and "pip install" in rest], (
         "the runtime stage installs nothing itself"
+    )
     # The entrypoint is the project's console script; the pods' arguments name the service.
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert entrypoint() == ["muzero"] and scripts["muzero"] == "muzero.cli:main"
@@ -116,8 +128,9 @@ def test_torch_comes_from_a_build_argument_index_and_matches_the_projects_pin():
     assert builder.index("torch==") < builder.index("install --no-cache-dir ."), "torch before anything needing it"
     defaults = arg_defaults()
     assert defaults["TORCH_INDEX"].endswith("/whl/cpu"), "the CPU wheel by default: a small image"
-    assert f'torch=={defaults["TORCH_VERSION"]}' in (ROOT / "scripts" / "bootstrap.sh").read_text(), \
+    assert f"torch=={defaults['TORCH_VERSION']}" in (ROOT / "scripts" / "bootstrap.sh").read_text(), (
         "the image and the development environment run the same torch"
+    )
 
 
 def test_runs_as_the_non_root_user_the_chart_expects():
@@ -137,8 +150,13 @@ def test_runs_as_the_non_root_user_the_chart_expects():
 def test_exposes_the_ports_the_chart_uses():
     exposed = {int(p) for keyword, rest in instructions() if keyword == "EXPOSE" for p in rest.split()}
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert exposed == {values["replay"]["grpcPort"], values["learner"]["grpcPort"], values["actor"]["healthPort"],
-                       values["reanalyze"]["healthPort"], values["metricsPort"]}
+    assert exposed == {
+        values["replay"]["grpcPort"],
+        values["learner"]["grpcPort"],
+        values["actor"]["healthPort"],
+        values["reanalyze"]["healthPort"],
+        values["metricsPort"],
+    }
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -155,8 +173,11 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_dockerignore_sends_what_the_build_copies_and_leaves_out_the_rest():
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     copied = [rest.split()[:-1] for keyword, rest in instructions() if keyword == "COPY" and "--from" not in rest]
     sources = [source for group in copied for source in group]
     assert sources, "the builder copies the project in"
@@ -208,14 +229,16 @@ class PodProcess:
     def localize(self, value: str) -> str:
         for path, local in sorted(self.mounts.items(), key=lambda item: -len(item[0])):
             if value == path or value.startswith(path + "/"):
-                return str(local) + value[len(path):]  # the deepest mount holding the path
+                return str(local) + value[len(path) :]  # the deepest mount holding the path
         return replace_hosts(value, self.hosts)
 
     def env(self, **overrides: str) -> dict[str, str]:
         chart_env = env_values(self.container, self.rendered, pod_name=f"{name_of(self.component)}-7c9f-abcde")
         base = {k: v for k, v in os.environ.items() if not k.startswith("MUZERO_")}
-        image = {k: v.replace("/opt/venv/bin", str(Path(sys.executable).parent)).replace("$PATH", os.environ["PATH"])
-                 for k, v in image_env().items()}
+        image = {
+            k: v.replace("/opt/venv/bin", str(Path(sys.executable).parent)).replace("$PATH", os.environ["PATH"])
+            for k, v in image_env().items()
+        }
         # The image installs muzero and services into its venv; here they are this checkout's sources.
         image["PYTHONPATH"] = str(ROOT)
         return {**base, **image, **{k: self.localize(v) for k, v in chart_env.items()}, **overrides}
@@ -224,9 +247,14 @@ class PodProcess:
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as log:
             # argv[0] is the image's program, found here in this venv: not a path in the pod's volumes.
-            self.process = subprocess.Popen([argv[0], *map(self.localize, argv[1:])], env=self.env(**env_overrides),
-                                            stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
-                                            preexec_fn=_die_with_parent)
+            self.process = subprocess.Popen(
+                [argv[0], *map(self.localize, argv[1:])],
+                env=self.env(**env_overrides),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+                preexec_fn=_die_with_parent,
+            )
         return self
 
     def check_alive(self) -> None:
@@ -256,12 +284,20 @@ def chart_for_processes(tmp_path):
     """The chart rendered with free ports (every pod here shares one machine), the experiment
     config given as values (so the rendered TOML file is what the services load) and small
     settings so four services fit on two cores."""
-    ports = {"replay": free_port(), "learner": free_port(), "actor": free_port(), "reanalyze": free_port(),
-             "redis": free_port()}
+    ports = {
+        "replay": free_port(),
+        "learner": free_port(),
+        "actor": free_port(),
+        "reanalyze": free_port(),
+        "redis": free_port(),
+    }
     cartpole = tomllib.loads((ROOT / "muzero" / "presets" / "cartpole.toml").read_text())
     values = {
-        "experiment": {"preset": "", "config": cartpole,
-                       "overrides": ["env.num_envs=4", "search.num_simulations=4", "replay.min_size=64"]},
+        "experiment": {
+            "preset": "",
+            "config": cartpole,
+            "overrides": ["env.num_envs=4", "search.num_simulations=4", "replay.min_size=64"],
+        },
         "redis": {"shards": 2, "port": ports["redis"], "auth": {"password": 'pa ss"wo\\rd'}},
         "replay": {"grpcPort": ports["replay"]},
         "learner": {"grpcPort": ports["learner"], "gpu": {"enabled": False}, "torchThreads": 1},
@@ -279,7 +315,9 @@ def test_the_entrypoint_serves_every_service_with_the_charts_arguments_and_envir
     # Cluster names as this machine resolves them: every Service on loopback, shard i on its own port.
     hosts = {name_of(c): "127.0.0.1" for c in SERVICES}
     for i, port in enumerate(shard_ports):
-        shard = f"{statefulset['metadata']['name']}-{i}.{statefulset['spec']['serviceName']}.{namespace}.svc.cluster.local"
+        shard = (
+            f"{statefulset['metadata']['name']}-{i}.{statefulset['spec']['serviceName']}.{namespace}.svc.cluster.local"
+        )
         hosts[f"{shard}:{ports['redis']}"] = f"127.0.0.1:{port}"
     rules = Rendered(render("--set", "metrics.prometheusRule.enabled=true")).all("PrometheusRule")[0]
     rule_metrics = {m for g in rules["spec"]["groups"] for r in g["rules"] for m in metric_names_in(r["expr"])}
@@ -290,15 +328,24 @@ def test_the_entrypoint_serves_every_service_with_the_charts_arguments_and_envir
             shard = PodProcess(rendered, "redis", tmp_path / f"shard-{i}", hosts)
             container = shard.container
             script = container["args"][0]
-            for chart_text, here in ((f"--port {ports['redis']}", f"--port {port}"),
-                                     ("--dir /data", f"--dir {shard.mounts['/data']}")):
+            for chart_text, here in (
+                (f"--port {ports['redis']}", f"--port {port}"),
+                ("--dir /data", f"--dir {shard.mounts['/data']}"),
+            ):
                 assert chart_text in script, f"the redis script has no {chart_text!r}"
                 script = script.replace(chart_text, here)
             started.append(shard.start([*container["command"], script]))
-            probe = [part.replace(f"-p {ports['redis']}", f"-p {port}")
-                     for part in container["readinessProbe"]["exec"]["command"]]
-            wait_for(lambda: subprocess.run(probe, env=shard.env(), capture_output=True).returncode == 0, 30,
-                     f"redis shard {i} to pass its readiness probe", alive=shard.check_alive, interval_s=0.2)
+            probe = [
+                part.replace(f"-p {ports['redis']}", f"-p {port}")
+                for part in container["readinessProbe"]["exec"]["command"]
+            ]
+            wait_for(
+                lambda: subprocess.run(probe, env=shard.env(), capture_output=True).returncode == 0,
+                30,
+                f"redis shard {i} to pass its readiness probe",
+                alive=shard.check_alive,
+                interval_s=0.2,
+            )
 
         scrape_ms = {}
         for component in SERVICES:
@@ -308,8 +355,13 @@ def test_the_entrypoint_serves_every_service_with_the_charts_arguments_and_envir
             argv = [str(Path(sys.executable).parent / entrypoint()[0]), *pod.container["args"]]
             started.append(pod.start(argv, MUZERO_METRICS_PORT=str(metrics_port)))
             probe = pod.container["readinessProbe"]["grpc"]
-            wait_for(lambda: _healthy(probe["port"], probe["service"]), 240,
-                     f"{component} to pass its readiness probe", alive=pod.check_alive, interval_s=0.2)
+            wait_for(
+                lambda: _healthy(probe["port"], probe["service"]),
+                240,
+                f"{component} to pass its readiness probe",
+                alive=pod.check_alive,
+                interval_s=0.2,
+            )
             started_at = time.perf_counter()
             body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
             scrape_ms[component] = (time.perf_counter() - started_at) * 1000
@@ -326,11 +378,15 @@ def test_the_entrypoint_serves_every_service_with_the_charts_arguments_and_envir
         (container,) = test_pod["spec"]["containers"]
         script = tmp_path / "helm_test.py"
         script.write_text(rendered.config_map_value(name_of("test"), "helm_test.py"))
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MUZERO_")}, "PYTHONPATH": str(ROOT),
-               **{k: replace_hosts(v, hosts) for k, v in env_values(container, rendered).items()},
-               "MUZERO_TEST_TIMEOUT_S": "60"}
-        result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=180,
-                                cwd=tmp_path)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MUZERO_")},
+            "PYTHONPATH": str(ROOT),
+            **{k: replace_hosts(v, hosts) for k, v in env_values(container, rendered).items()},
+            "MUZERO_TEST_TIMEOUT_S": "60",
+        }
+        result = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.count(": SERVING") == len(SERVICES), result.stdout
         assert "verified" in result.stdout

@@ -1,6 +1,7 @@
 """env.wrappers: each named wrapper on a real (tiny) gymnasium image env, through the vector env."""
 
 import importlib.util
+import sys
 
 import gymnasium
 import numpy as np
@@ -81,8 +82,8 @@ def test_resize_shrinks_images_by_area():
     assert np.abs(obs[0].astype(float) - block_means).max() <= 1.0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cv2") is not None, reason="OpenCV is installed")
-def test_resize_without_opencv_says_what_to_install():
+def test_resize_without_opencv_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # what `import cv2` sees on a machine without OpenCV
     with pytest.raises(ValueError, match="pip install opencv-python-headless"):
         wrapped("resize:6x8")
 

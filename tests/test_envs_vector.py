@@ -133,10 +133,13 @@ def test_non_box_observations_are_rejected():
         make_vector_env("FrozenLake-v1", num_envs=1, seed=0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_envs": 0}, "num_envs"),
-    ({"num_envs": 2, "max_episode_steps": -1}, "max_episode_steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_envs": 0}, "num_envs"),
+        ({"num_envs": 2, "max_episode_steps": -1}, "max_episode_steps"),
+    ],
+)
 def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_vector_env("CartPole-v1", seed=0, **kwargs)

@@ -15,18 +15,47 @@ import pytest
 import yaml
 
 from muzero import config as config_module
-from tests.helm_support import (CHART, CRD_KINDS, NAMESPACE, RELEASE, ROOT, SERVICES, Rendered, autoscaler_sources,
-                                env_reads, env_values, exported_metric_names, helm_template, metric_names_in,
-                                module_constant, name_of, option_env, parser_env_reads, pod_templates, render,
-                                service_sources, tool)
+from tests.helm_support import (
+    CHART,
+    CRD_KINDS,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    SERVICES,
+    Rendered,
+    autoscaler_sources,
+    env_reads,
+    env_values,
+    exported_metric_names,
+    helm_template,
+    metric_names_in,
+    module_constant,
+    name_of,
+    option_env,
+    parser_env_reads,
+    pod_templates,
+    render,
+    service_sources,
+    tool,
+)
 
 # Value sets rendered and validated; each is a list of helm arguments or a values dict.
 EXTRAS = {
     "nodeSelector": {"pool": "cpu"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "muzero", "effect": "NoSchedule"}],
-    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-        "weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
-                                          "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "muzero"}}}}]}},
+    "affinity": {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 50,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "muzero"}},
+                    },
+                }
+            ]
+        }
+    },
     "extraEnv": [{"name": "EXTRA_SETTING", "value": "1"}],
     "extraVolumes": [{"name": "scratch", "emptyDir": {}}],
     "extraVolumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
@@ -38,8 +67,16 @@ VALUE_SETS = {
     "gpu-actors": ["--set", "actor.gpu.enabled=true", "--set", "reanalyze.gpu.enabled=true"],
     "persistence-off": ["--set", "redis.persistence.enabled=false", "--set", "learner.persistence.enabled=false"],
     "autoscaler-on": ["--set", "autoscaler.enabled=true", "--set", "autoscaler.maxActors=8"],
-    "monitoring-on": ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true",
-                      "--set", "metrics.serviceMonitor.labels.release=prometheus", "--set", "autoscaler.enabled=true"],
+    "monitoring-on": [
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prometheus",
+        "--set",
+        "autoscaler.enabled=true",
+    ],
     "cpu-only-custom": {
         "learner": {"gpu": {"enabled": False}, "persistence": {"existingClaim": "my-checkpoints"}, **EXTRAS},
         "redis": {"shards": 4, "auth": {"existingSecret": "my-redis", "existingSecretKey": "pw"}, **EXTRAS},
@@ -75,8 +112,9 @@ def test_helm_lint_passes_for_every_value_set(tmp_path):
             path = tmp_path / f"{name}.yaml"
             path.write_text(yaml.safe_dump(spec))
             args = ["--values", str(path)]
-        result = subprocess.run([tool("helm"), "lint", "--strict", str(CHART), *args],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [tool("helm"), "lint", "--strict", str(CHART), *args], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, f"helm lint ({name}):\n{result.stdout}\n{result.stderr}"
 
 
@@ -88,8 +126,12 @@ def test_rendered_objects_validate_against_kubernetes_schemas(value_set, tmp_pat
     path.write_text(yaml.safe_dump_all(core))
     for version in (min_kubernetes_version(), None):
         version_args = ["--kubernetes-version", version] if version else []
-        result = subprocess.run([tool("kubernetes-validate"), "--strict", "--quiet", *version_args, str(path)],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [tool("kubernetes-validate"), "--strict", "--quiet", *version_args, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, f"{value_set} against {version or 'latest'}:\n{result.stdout}{result.stderr}"
     kinds = {doc["kind"] for doc in rendered.docs}
     assert {"StatefulSet", "Deployment", "Service", "ConfigMap"} <= kinds
@@ -118,8 +160,9 @@ def test_value_sets_change_what_they_should(tmp_path):
     assert "--appendonly no" in redis_args and "--appendonly yes" in default.container("redis")["args"][0]
 
     autoscaled = render_set("autoscaler-on", tmp_path)
-    assert "replicas" not in autoscaled.component("Deployment", "actor")["spec"], \
+    assert "replicas" not in autoscaled.component("Deployment", "actor")["spec"], (
         "with the autoscaler on, helm upgrade must not reset the actor count"
+    )
 
     custom = render_set("cpu-only-custom", tmp_path)
     learner = custom.component("Deployment", "learner")["spec"]["template"]["spec"]
@@ -157,17 +200,20 @@ def test_learner_is_one_replica_with_a_gpu_and_a_claim_by_default():
 # --- the values schema ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("setting, named", [
-    ("replay.replicas=two", "/replay/replicas"),
-    ("actor.replicsa=3", "replicsa"),
-    ("redis.persistence.appendfsync=sometimes", "/redis/persistence/appendfsync"),
-    ("experiment.config.search.num_simulatons=3", "num_simulatons"),
-    ("experiment.config.search.algorithm=alphazero", "/experiment/config/search/algorithm"),
-    ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
-    ("learner.gpu.count=0", "/learner/gpu/count"),
-    ("experiment.preset=pong", "/experiment/preset"),
-    ("experiment.overrides={search.num_simulatons=3}", "search.num_simulatons=3"),
-])
+@pytest.mark.parametrize(
+    "setting, named",
+    [
+        ("replay.replicas=two", "/replay/replicas"),
+        ("actor.replicsa=3", "replicsa"),
+        ("redis.persistence.appendfsync=sometimes", "/redis/persistence/appendfsync"),
+        ("experiment.config.search.num_simulatons=3", "num_simulatons"),
+        ("experiment.config.search.algorithm=alphazero", "/experiment/config/search/algorithm"),
+        ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
+        ("learner.gpu.count=0", "/learner/gpu/count"),
+        ("experiment.preset=pong", "/experiment/preset"),
+        ("experiment.overrides={search.num_simulatons=3}", "search.num_simulatons=3"),
+    ],
+)
 def test_schema_rejects_a_wrong_value_naming_it(setting, named):
     result = helm_template("--set", setting, check=False)
     assert result.returncode != 0, f"{setting} was accepted"
@@ -180,18 +226,26 @@ def test_schema_is_the_one_generated_from_the_config_code():
         import gen_chart_schema
     finally:
         sys.path.remove(str(ROOT / "scripts"))
-    assert (CHART / "values.schema.json").read_text() == gen_chart_schema.render(), \
+    assert (CHART / "values.schema.json").read_text() == gen_chart_schema.render(), (
         "values.schema.json is stale: run .venv/bin/python scripts/gen_chart_schema.py"
+    )
 
 
-@pytest.mark.parametrize("setting, message", [
-    (["--set", "autoscaler.enabled=true", "--set", "autoscaler.minActors=9", "--set", "autoscaler.maxActors=4"],
-     "autoscaler.minActors (9) must not exceed autoscaler.maxActors (4)"),
-    (["--set", "experiment.config.search.model=simulator"], "reanalyze.replicas: reanalyze needs"),
-    (["--set", "experiment.overrides={search.model=\"simulator\"}"], "reanalyze.replicas: reanalyze needs"),
-    (["--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.prometheusRule.samplesPerInsert.low=40"],
-     "metrics.prometheusRule.samplesPerInsert.low (40) must be below .high (32)"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (
+            ["--set", "autoscaler.enabled=true", "--set", "autoscaler.minActors=9", "--set", "autoscaler.maxActors=4"],
+            "autoscaler.minActors (9) must not exceed autoscaler.maxActors (4)",
+        ),
+        (["--set", "experiment.config.search.model=simulator"], "reanalyze.replicas: reanalyze needs"),
+        (["--set", 'experiment.overrides={search.model="simulator"}'], "reanalyze.replicas: reanalyze needs"),
+        (
+            ["--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.prometheusRule.samplesPerInsert.low=40"],
+            "metrics.prometheusRule.samplesPerInsert.low (40) must be below .high (32)",
+        ),
+    ],
+)
 def test_impossible_combinations_fail_with_a_message(setting, message):
     result = helm_template(*setting, check=False)
     assert result.returncode != 0 and message in result.stderr, result.stderr
@@ -233,10 +287,19 @@ def test_default_values_run_the_cartpole_preset_and_the_learner_on_cuda(tmp_path
 
 
 def test_overrides_apply_to_every_component_and_component_overrides_to_one(tmp_path):
-    rendered = Rendered(render(values={"experiment": {"preset": "tictactoe-learned",
-                                                      "overrides": ["search.num_simulations=8", 'name="ttt-8"']},
-                                       "actor": {"configOverrides": ["env.num_envs=4"]},
-                                       "learner": {"gpu": {"enabled": False}}}, tmp_path=tmp_path))
+    rendered = Rendered(
+        render(
+            values={
+                "experiment": {
+                    "preset": "tictactoe-learned",
+                    "overrides": ["search.num_simulations=8", 'name="ttt-8"'],
+                },
+                "actor": {"configOverrides": ["env.num_envs=4"]},
+                "learner": {"gpu": {"enabled": False}},
+            },
+            tmp_path=tmp_path,
+        )
+    )
     base = config_module.load("tictactoe-learned", ["search.num_simulations=8", 'name="ttt-8"'])
     for component in ("replay", "learner", "reanalyze"):
         assert _service_config(rendered, component, tmp_path) == base
@@ -246,8 +309,10 @@ def test_overrides_apply_to_every_component_and_component_overrides_to_one(tmp_p
 def test_a_config_change_rolls_every_service_pod():
     def checksums(*args):
         rendered = Rendered(render(*args))
-        return {c: rendered.component("Deployment", c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-                for c in SERVICES}
+        return {
+            c: rendered.component("Deployment", c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for c in SERVICES
+        }
 
     before, after = checksums(), checksums("--set", "experiment.overrides={search.num_simulations=32}")
     assert len(set(before.values())) == 1 and len(set(after.values())) == 1
@@ -333,8 +398,10 @@ def test_every_env_var_port_and_path_matches_what_the_service_reads(component):
     port_var = options["--port"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert int(env[port_var]) == ports["grpc"], f"{component}: {port_var} is not the grpc container port"
-    health_name = module_constant(ROOT / "services" / component / "main.py",
-                                  "SERVICE_NAME" if component in ("replay", "learner") else "HEALTH_NAME")
+    health_name = module_constant(
+        ROOT / "services" / component / "main.py",
+        "SERVICE_NAME" if component in ("replay", "learner") else "HEALTH_NAME",
+    )
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"] == {"port": ports["grpc"], "service": health_name}, f"{component} {probe}"
 
@@ -383,8 +450,10 @@ def _check_redis_urls(text: str, rendered: Rendered) -> None:
         assert parts.scheme == "redis" and parts.port == port and not parts.password, url
         hosts.append(parts.hostname)
     name = statefulset["metadata"]["name"]
-    assert hosts == [f"{name}-{i}.{headless['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
-                     for i in range(statefulset["spec"]["replicas"])]
+    assert hosts == [
+        f"{name}-{i}.{headless['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
+        for i in range(statefulset["spec"]["replicas"])
+    ]
 
 
 def test_the_autoscaler_gets_the_contract_environment_and_only_its_rbac():
@@ -411,13 +480,19 @@ def test_the_autoscaler_gets_the_contract_environment_and_only_its_rbac():
     role = rendered.component("Role", "autoscaler")
     assert role["rules"] == [
         {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": [actors], "verbs": ["get"]},
-        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "resourceNames": [actors],
-         "verbs": ["get", "patch", "update"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale"],
+            "resourceNames": [actors],
+            "verbs": ["get", "patch", "update"],
+        },
     ]
     binding = rendered.component("RoleBinding", "autoscaler")
     pod = rendered.component("Deployment", "autoscaler")["spec"]["template"]["spec"]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACE}
+    ]
 
     if not autoscaler_sources():
         pytest.skip("muzero/k8s (the autoscaler) is not in this checkout yet: its environment is not cross-checked")
@@ -466,15 +541,22 @@ def test_network_policy_lets_only_replay_reach_redis_and_only_the_release_reach_
     assert redis["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
     (rule,) = redis["spec"]["ingress"]
     (peer,) = rule["from"]
-    assert peer == {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "muzero",
-                                                    "app.kubernetes.io/instance": RELEASE,
-                                                    "app.kubernetes.io/component": "replay"}}}
+    assert peer == {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "muzero",
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": "replay",
+            }
+        }
+    }
     assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
 
     replay = rendered.component("NetworkPolicy", "replay")
     grpc_rule, metrics_rule = replay["spec"]["ingress"]
-    assert grpc_rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "muzero",
-                                                                 "app.kubernetes.io/instance": RELEASE}}}]
+    assert grpc_rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "muzero", "app.kubernetes.io/instance": RELEASE}}}
+    ]
     assert grpc_rule["ports"] == [{"port": 50051, "protocol": "TCP"}]
     assert metrics_rule == {"ports": [{"port": 9100, "protocol": "TCP"}]}, "metrics stay scrapable"
     # Every client of replay carries the release labels the policy admits.
@@ -494,12 +576,20 @@ def test_service_monitor_scrapes_every_metrics_port_with_the_extra_labels():
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint == {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "30s",
-                        "scrapeTimeout": "10s"}
+    assert endpoint == {
+        "port": "metrics",
+        "path": "/metrics",
+        "scheme": "http",
+        "interval": "30s",
+        "scrapeTimeout": "10s",
+    }
     selector = monitor["spec"]["selector"]["matchLabels"]
-    selected = {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in rendered.all("Service")
-                if all(s["metadata"]["labels"].get(k) == v for k, v in selector.items())
-                and any(p["name"] == "metrics" for p in s["spec"]["ports"])}
+    selected = {
+        s["metadata"]["labels"]["app.kubernetes.io/component"]
+        for s in rendered.all("Service")
+        if all(s["metadata"]["labels"].get(k) == v for k, v in selector.items())
+        and any(p["name"] == "metrics" for p in s["spec"]["ports"])
+    }
     assert selected == {*SERVICES, "autoscaler"}
 
 
@@ -522,8 +612,13 @@ def test_prometheus_rules_pass_promtool_and_use_only_exported_metrics(tmp_path):
     result = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     alerts = {item["alert"] for group in groups for item in group["rules"]}
-    assert alerts == {"MuzeroMetricsAbsent", "MuzeroSamplesPerInsertLow", "MuzeroSamplesPerInsertHigh",
-                      "MuzeroCheckpointLag", "MuzeroCheckpointStale"}
+    assert alerts == {
+        "MuzeroMetricsAbsent",
+        "MuzeroSamplesPerInsertLow",
+        "MuzeroSamplesPerInsertHigh",
+        "MuzeroCheckpointLag",
+        "MuzeroCheckpointStale",
+    }
     absent = [item for group in groups for item in group["rules"] if item["alert"] == "MuzeroMetricsAbsent"]
     assert {item["labels"]["component"] for item in absent} == {*SERVICES, "autoscaler"}
     assert all(item["for"] == "5m" for item in absent)
@@ -539,35 +634,54 @@ def test_prometheus_rules_fire_when_they_should(tmp_path):
     rendered = Rendered(render(*VALUE_SETS["monitoring-on"]))
     groups = _rule_groups(rendered)
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
-    expr = {item["alert"]: item["expr"] for g in groups for item in g["rules"] if item["alert"] != "MuzeroMetricsAbsent"}
-    absent = {item["labels"]["component"]: item["expr"] for g in groups for item in g["rules"]
-              if item["alert"] == "MuzeroMetricsAbsent"}
+    expr = {
+        item["alert"]: item["expr"] for g in groups for item in g["rules"] if item["alert"] != "MuzeroMetricsAbsent"
+    }
+    absent = {
+        item["labels"]["component"]: item["expr"]
+        for g in groups
+        for item in g["rules"]
+        if item["alert"] == "MuzeroMetricsAbsent"
+    }
 
     def labels(component):
         return f'namespace="{NAMESPACE}", service="{name_of(component)}"'
 
     def replay_series(sampled_per_minute, inserted_per_minute, stored):
         """A learner sampling at one rate; two replay replicas reporting the same store-wide counters."""
-        series = [{"series": f"muzero_learner_samples_total{{{labels('learner')}, pod=\"l\"}}",
-                   "values": f"0+{sampled_per_minute}x60"}]
+        series = [
+            {
+                "series": f'muzero_learner_samples_total{{{labels("learner")}, pod="l"}}',
+                "values": f"0+{sampled_per_minute}x60",
+            }
+        ]
         for pod in ("a", "b"):
             series += [
-                {"series": f"muzero_replay_inserted_transitions_total{{{labels('replay')}, pod=\"{pod}\"}}",
-                 "values": f"0+{inserted_per_minute}x60"},
-                {"series": f"muzero_replay_transitions{{{labels('replay')}, pod=\"{pod}\"}}", "values": f"{stored}x60"},
-                {"series": f"muzero_replay_appended_segments_total{{{labels('replay')}, pod=\"{pod}\"}}",
-                 "values": "0+1x60"},
+                {
+                    "series": f'muzero_replay_inserted_transitions_total{{{labels("replay")}, pod="{pod}"}}',
+                    "values": f"0+{inserted_per_minute}x60",
+                },
+                {"series": f'muzero_replay_transitions{{{labels("replay")}, pod="{pod}"}}', "values": f"{stored}x60"},
+                {
+                    "series": f'muzero_replay_appended_segments_total{{{labels("replay")}, pod="{pod}"}}',
+                    "values": "0+1x60",
+                },
             ]
         return series
 
     def case(series, expected: dict[str, list]):
-        return {"interval": "1m", "input_series": series,
-                "promql_expr_test": [{"expr": e, "eval_time": "40m", "exp_samples": s} for e, s in expected.items()]}
+        return {
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [{"expr": e, "eval_time": "40m", "exp_samples": s} for e, s in expected.items()],
+        }
 
     tests = [
         # in band (16 sampled per insert, the cartpole target): neither bound fires
-        case(replay_series(1600, 100, 5000), {expr["MuzeroSamplesPerInsertLow"]: [],
-                                               expr["MuzeroSamplesPerInsertHigh"]: []}),
+        case(
+            replay_series(1600, 100, 5000),
+            {expr["MuzeroSamplesPerInsertLow"]: [], expr["MuzeroSamplesPerInsertHigh"]: []},
+        ),
         # 1 per insert: below the band
         case(replay_series(100, 100, 5000), {expr["MuzeroSamplesPerInsertLow"]: [{"labels": "{}", "value": 1}]}),
         # 64 per insert: above it
@@ -575,17 +689,27 @@ def test_prometheus_rules_fire_when_they_should(tmp_path):
         # below the band, but replay is still filling up to replay.min_size: quiet
         case(replay_series(100, 100, 10), {expr["MuzeroSamplesPerInsertLow"]: []}),
         # the learner's metrics are gone; replay's are there
-        case(replay_series(100, 100, 10), {
-            absent["learner"]: [{"labels": f"{{{labels('learner')}}}", "value": 1}],
-            absent["replay"]: []}),
+        case(
+            replay_series(100, 100, 10),
+            {absent["learner"]: [{"labels": f"{{{labels('learner')}}}", "value": 1}], absent["replay"]: []},
+        ),
         # the newest checkpoint was published at t=0; at 40 min it is 2400 s old
-        case([{"series": f"muzero_learner_checkpoint_published_timestamp_seconds{{{labels('learner')}}}",
-               "values": "0x60"}], {expr["MuzeroCheckpointStale"]: [{"labels": "{}", "value": 2400}]}),
+        case(
+            [
+                {
+                    "series": f"muzero_learner_checkpoint_published_timestamp_seconds{{{labels('learner')}}}",
+                    "values": "0x60",
+                }
+            ],
+            {expr["MuzeroCheckpointStale"]: [{"labels": "{}", "value": 2400}]},
+        ),
     ]
-    (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
-                                                         "tests": tests}))
-    result = subprocess.run([tool("promtool"), "test", "rules", "tests.yaml"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    (tmp_path / "tests.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    result = subprocess.run(
+        [tool("promtool"), "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -603,8 +727,12 @@ def test_one_dashboard_config_map_per_json_file():
 
 
 def test_notes_tell_how_to_port_forward_and_pull_a_checkpoint():
-    result = subprocess.run([tool("helm"), "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [tool("helm"), "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     assert f"kubectl port-forward -n {NAMESPACE} svc/{name_of('learner')} 50052:50052" in notes

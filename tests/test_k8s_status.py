@@ -42,8 +42,15 @@ def api():
         FakePod("muzero-replay-5c4-x", "replay", metrics_url=url("replay", None)),
         FakePod("muzero-redis-0", "redis", metrics_port=None),
         FakePod("muzero-redis-1", "redis", metrics_port=None, restarts=1),
-        FakePod("muzero-reanalyze-6f-q", "reanalyze", ready=False, restarts=5, phase="Running",
-                waiting_reason="CrashLoopBackOff", metrics_url=url("reanalyze", 90)),
+        FakePod(
+            "muzero-reanalyze-6f-q",
+            "reanalyze",
+            ready=False,
+            restarts=5,
+            phase="Running",
+            waiting_reason="CrashLoopBackOff",
+            metrics_url=url("reanalyze", 90),
+        ),
         FakePod("muzero-actor-pending", "actor", ready=False, phase="Pending", metrics_url=None),
         # Not this release, not this namespace: never listed.
         FakePod("other-learner-0", "learner", release="other", metrics_url=url("learner", 5)),
@@ -60,8 +67,16 @@ def test_status_lists_pods_per_component_with_ready_restarts_and_version(api):
 
     rows = collect(client.CoreV1Api(api.api_client()), "ml", "muzero")
     by_name = {row.name: row for row in rows}
-    assert [row.component for row in rows] == ["redis", "redis", "replay", "learner", "actor", "actor", "actor",
-                                               "reanalyze"]
+    assert [row.component for row in rows] == [
+        "redis",
+        "redis",
+        "replay",
+        "learner",
+        "actor",
+        "actor",
+        "actor",
+        "reanalyze",
+    ]
     assert "other-learner-0" not in by_name
     assert by_name["muzero-learner-0"].model_version == 120  # this namespace's, not "elsewhere"'s 7
     assert by_name["muzero-actor-7d9-b"].version_text == "118"
@@ -92,8 +107,9 @@ def test_status_lists_pods_per_component_with_ready_restarts_and_version(api):
 
 
 def run_status(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "muzero.cli", "status", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "muzero.cli", "status", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_status_command_prints_the_table_and_json_and_fails_while_a_pod_is_not_ready(api, tmp_path):

@@ -7,9 +7,9 @@ import uuid
 import numpy as np
 
 from muzero.learning.segment import SampleKeys
-from muzero.transport.replay_client import ReplayClient
 from muzero.storage.replay.factory import EnvSpec
 from muzero.transport.priorities import PriorityPusher
+from muzero.transport.replay_client import ReplayClient
 from tests.test_replay_service import RunningReplay, segment_for, service_config
 
 
@@ -25,11 +25,15 @@ def test_queued_priority_updates_all_land_and_the_latest_wins(redis_shards):
             # One position at a time, then position 0 twice: pushed faster than the calls go out,
             # so they are sent in merged calls, which must keep every update and their order.
             for position in range(10):
-                pusher.push(SampleKeys(segment_ids=np.array([segment.segment_id]), positions=np.array([position])),
-                            np.zeros(1, dtype=np.float32))
+                pusher.push(
+                    SampleKeys(segment_ids=np.array([segment.segment_id]), positions=np.array([position])),
+                    np.zeros(1, dtype=np.float32),
+                )
             for value in (5.0, 100.0):
-                pusher.push(SampleKeys(segment_ids=np.array([segment.segment_id]), positions=np.array([0])),
-                            np.array([value], dtype=np.float32))
+                pusher.push(
+                    SampleKeys(segment_ids=np.array([segment.segment_id]), positions=np.array([0])),
+                    np.array([value], dtype=np.float32),
+                )
             pusher.close(timeout_s=30)
         assert pusher.failed == 0 and pusher.dropped == 0
         assert replay.store.stats()["priority_updates_total"] == 12

@@ -77,7 +77,9 @@ def make_batch(batch_size, unroll_steps, seed=0):
         target_values=torch.tensor(rng.normal(size=(batch_size, unroll_steps + 1)) * 3, dtype=torch.float32),
         target_rewards=torch.tensor(rng.normal(size=(batch_size, unroll_steps + 1)), dtype=torch.float32),
         target_policies=torch.tensor(policies, dtype=torch.float32),
-        value_mask=masks.clone(), reward_mask=reward_mask, policy_mask=masks.clone(),
+        value_mask=masks.clone(),
+        reward_mask=reward_mask,
+        policy_mask=masks.clone(),
         weights=torch.ones(batch_size),
     )
 
@@ -112,9 +114,12 @@ def test_loss_parts_sum_the_root_and_the_scaled_unrolled_steps():
 
 def test_masks_and_importance_weights_scale_each_example():
     batch = make_batch(2, 2)
-    no_targets = replace(batch, value_mask=torch.zeros_like(batch.value_mask),
-                         reward_mask=torch.zeros_like(batch.reward_mask),
-                         policy_mask=torch.zeros_like(batch.policy_mask))
+    no_targets = replace(
+        batch,
+        value_mask=torch.zeros_like(batch.value_mask),
+        reward_mask=torch.zeros_like(batch.reward_mask),
+        policy_mask=torch.zeros_like(batch.policy_mask),
+    )
     assert muzero_loss(ConstantNetwork(2), no_targets, 0.25).total.item() == 0.0
     half_weight = replace(batch, weights=torch.tensor([1.0, 0.0]))
     full = muzero_loss(ConstantNetwork(2), batch, 0.25).total.item()
@@ -127,8 +132,12 @@ def test_gradient_into_the_dynamics_is_halved_at_every_step(unroll_steps):
     batch = make_batch(3, unroll_steps)
     only_last_reward = torch.zeros_like(batch.reward_mask)
     only_last_reward[:, -1] = True
-    batch = replace(batch, value_mask=torch.zeros_like(batch.value_mask), reward_mask=only_last_reward,
-                    policy_mask=torch.zeros_like(batch.policy_mask))
+    batch = replace(
+        batch,
+        value_mask=torch.zeros_like(batch.value_mask),
+        reward_mask=only_last_reward,
+        policy_mask=torch.zeros_like(batch.policy_mask),
+    )
     network = LinearNetwork(3)
     muzero_loss(network, batch, 0.25).total.backward()
 
@@ -147,5 +156,7 @@ def test_priorities_are_root_value_errors():
     batch = make_batch(4, 1)
     loss = muzero_loss(ConstantNetwork(4), batch, 0.25)
     predicted = ConstantNetwork.value_support.logits_to_scalar(torch.zeros(1, 21)).item()  # 0 for uniform logits
-    np.testing.assert_allclose(loss.priorities, np.abs(predicted - batch.target_values[:, 0].numpy()), rtol=1e-5, atol=1e-4)  # float32 through h^-1
+    np.testing.assert_allclose(
+        loss.priorities, np.abs(predicted - batch.target_values[:, 0].numpy()), rtol=1e-5, atol=1e-4
+    )  # float32 through h^-1
     assert loss.priorities.shape == (4,)

@@ -27,18 +27,36 @@ SEED = 7
 
 
 def make_config():
-    return config_module.load("cartpole", [
-        "training.bootstrap=target_network", "training.target_update_interval=4", "training.batch_size=16",
-        "training.unroll_steps=3", "training.td_steps=4", "replay.min_size=1", "replay.priority_alpha=1.0",
-        "network.hidden_size=32", f"training.seed={SEED}"])
+    return config_module.load(
+        "cartpole",
+        [
+            "training.bootstrap=target_network",
+            "training.target_update_interval=4",
+            "training.batch_size=16",
+            "training.unroll_steps=3",
+            "training.td_steps=4",
+            "replay.min_size=1",
+            "replay.priority_alpha=1.0",
+            "network.hidden_size=32",
+            f"training.seed={SEED}",
+        ],
+    )
 
 
 def filled_store(config, spec):
     store = build_store(config, spec)
     rng = np.random.default_rng(0)
     for _ in range(20):
-        store.insert(random_segment(rng, num_actions=spec.num_actions, frame_shape=spec.observation_shape,
-                                    frame_stack=1, steps=int(rng.integers(5, 15)), terminated=bool(rng.random() < 0.5)))
+        store.insert(
+            random_segment(
+                rng,
+                num_actions=spec.num_actions,
+                frame_shape=spec.observation_shape,
+                frame_stack=1,
+                steps=int(rng.integers(5, 15)),
+                terminated=bool(rng.random() < 0.5),
+            )
+        )
     return store
 
 
@@ -64,9 +82,13 @@ def test_local_mode_and_the_learner_service_reach_the_same_parameters():
     local_losses = []
     for _ in range(UPDATES):
         rng = next(rngs)
-        batch = batch_from_sample(local_store.sample(config.training.batch_size, rng, frames="window"),
-                                  config.training, config.env.frame_stack, rng,
-                                  bootstrap_observations=local.wants_bootstrap_observations)
+        batch = batch_from_sample(
+            local_store.sample(config.training.batch_size, rng, frames="window"),
+            config.training,
+            config.env.frame_stack,
+            rng,
+            bootstrap_observations=local.wants_bootstrap_observations,
+        )
         out = local.train(batch)
         local_store.update_priorities(batch.keys, out["priorities"])
         local_losses.append(out["total"])
@@ -82,8 +104,9 @@ def test_local_mode_and_the_learner_service_reach_the_same_parameters():
         remote = Learner(config, spec.observation_shape, spec.num_actions)
         remote_losses = []
         for _ in range(UPDATES):
-            (batch,) = client.sample(config.training.batch_size, num_batches=1,
-                                     bootstrap_observations=remote.wants_bootstrap_observations)
+            (batch,) = client.sample(
+                config.training.batch_size, num_batches=1, bootstrap_observations=remote.wants_bootstrap_observations
+            )
             assert batch.bootstrap is not None and batch.bootstrap.mask.any()
             out = remote.train(batch)
             client.update_priorities(batch.keys, out["priorities"])
@@ -126,7 +149,16 @@ def test_a_batch_crosses_the_wire_whole():
 def test_the_batch_declaration_is_the_one_the_loss_and_wire_use():
     from muzero.wire.v1 import replay_pb2
 
-    assert BATCH_ARRAYS == ("observations", "actions", "target_values", "target_rewards", "target_policies",
-                            "value_mask", "reward_mask", "policy_mask", "weights")
+    assert BATCH_ARRAYS == (
+        "observations",
+        "actions",
+        "target_values",
+        "target_rewards",
+        "target_policies",
+        "value_mask",
+        "reward_mask",
+        "policy_mask",
+        "weights",
+    )
     wire_fields = set(replay_pb2.TrainingBatch.DESCRIPTOR.fields_by_name)
     assert set(BATCH_ARRAYS) <= wire_fields

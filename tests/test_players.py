@@ -63,12 +63,15 @@ def test_minimax_empty_board_is_a_draw_and_every_opening_keeps_it():
     assert player.optimal_moves(GAME.initial_states(1)).all()
 
 
-@pytest.mark.parametrize("state, value, optimal", [
-    (IMMEDIATE_WIN, 1.0, [2]),
-    (TWO_WINS_UNDER_THREAT, 1.0, [2, 6]),
-    (FORCED_LOSS, -1.0, [2, 5, 6, 7]),  # every move loses, so every move is optimal
-    (MUST_BLOCK, 0.0, [2]),
-])
+@pytest.mark.parametrize(
+    "state, value, optimal",
+    [
+        (IMMEDIATE_WIN, 1.0, [2]),
+        (TWO_WINS_UNDER_THREAT, 1.0, [2, 6]),
+        (FORCED_LOSS, -1.0, [2, 5, 6, 7]),  # every move loses, so every move is optimal
+        (MUST_BLOCK, 0.0, [2]),
+    ],
+)
 def test_minimax_known_positions(state, value, optimal):
     player = MinimaxPlayer(GAME)
     assert player.values(state)[0] == value
@@ -90,7 +93,7 @@ def test_minimax_rejects_unreachable_positions():
         MinimaxPlayer(GAME).values(both_won)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _negamax(cells: tuple) -> int:
     """Independent reference: plain recursion on tuples, value for the player to move."""
     for line in LINES.tolist():
@@ -99,7 +102,7 @@ def _negamax(cells: tuple) -> int:
     if all(cells):
         return 0
     stone = 1 if cells.count(0) % 2 == 1 else 2
-    return max(-_negamax(cells[:i] + (stone,) + cells[i + 1:]) for i in range(9) if cells[i] == 0)
+    return max(-_negamax(cells[:i] + (stone,) + cells[i + 1 :]) for i in range(9) if cells[i] == 0)
 
 
 def test_minimax_values_match_a_reference_search_on_random_positions():

@@ -11,10 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_generated_modules_are_current(tmp_path):
-    subprocess.run(["bash", str(ROOT / "scripts" / "gen_proto.sh"), str(tmp_path)], check=True,
-                   env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gen_proto.sh"), str(tmp_path)],
+        check=True,
+        env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
+    )
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
     assert generated, "protoc produced nothing"
     for path in generated:
-        assert filecmp.cmp(tmp_path / path, ROOT / path, shallow=False), \
+        assert filecmp.cmp(tmp_path / path, ROOT / path, shallow=False), (
             f"{path} is stale: run scripts/gen_proto.sh and commit the result"
+        )

@@ -29,15 +29,23 @@ CACHE_BYTES = {"": 256 * 2**20, "framecache": 4096, "nocache": 0}
 
 
 def make_store(backend: str, redis_shards, capacity: int = 200, **overrides) -> ReplayStorage:
-    config = ReplayConfig(capacity=capacity, min_size=1, segment_length=10, priority_alpha=1.0,
-                          priority_beta=1.0, **overrides)
+    config = ReplayConfig(
+        capacity=capacity, min_size=1, segment_length=10, priority_alpha=1.0, priority_beta=1.0, **overrides
+    )
     if backend == "memory":
         return MemoryReplay(config, num_actions=NUM_ACTIONS, observation_shape=FRAME_SHAPE, frame_stack=FRAME_STACK)
     _, shards, *variant = backend.split("-")
     config = replace(config, cache_bytes=CACHE_BYTES["".join(variant)])
-    store = RedisReplay(config, experiment=f"test-{uuid.uuid4().hex[:8]}", num_actions=NUM_ACTIONS,
-                        observation_shape=FRAME_SHAPE, frame_stack=FRAME_STACK, window_steps=WINDOW,
-                        observation_dtype=np.float32, clients=[s.client() for s in redis_shards[:int(shards)]])
+    store = RedisReplay(
+        config,
+        experiment=f"test-{uuid.uuid4().hex[:8]}",
+        num_actions=NUM_ACTIONS,
+        observation_shape=FRAME_SHAPE,
+        frame_stack=FRAME_STACK,
+        window_steps=WINDOW,
+        observation_dtype=np.float32,
+        clients=[s.client() for s in redis_shards[: int(shards)]],
+    )
     return store
 
 
@@ -54,10 +62,25 @@ def store(backend, redis_shards):
         store.clear()
 
 
-def make_segment(rng: np.random.Generator, steps: int = 12, length: int | None = None, terminated: bool = True,
-                 priority: float | None = None, frames: np.ndarray | None = None) -> Segment:
-    return random_segment(rng, num_actions=NUM_ACTIONS, frame_shape=FRAME_SHAPE, frame_stack=FRAME_STACK,
-                          steps=steps, length=length, terminated=terminated, priority=priority, frames=frames)
+def make_segment(
+    rng: np.random.Generator,
+    steps: int = 12,
+    length: int | None = None,
+    terminated: bool = True,
+    priority: float | None = None,
+    frames: np.ndarray | None = None,
+) -> Segment:
+    return random_segment(
+        rng,
+        num_actions=NUM_ACTIONS,
+        frame_shape=FRAME_SHAPE,
+        frame_stack=FRAME_STACK,
+        steps=steps,
+        length=length,
+        terminated=terminated,
+        priority=priority,
+        frames=frames,
+    )
 
 
 def test_backends_implement_the_protocol(store):
@@ -80,8 +103,11 @@ def test_examples_have_the_targets_of_the_stored_segment(store):
     segments = {}
     for _ in range(6):
         segment = make_segment(rng, steps=int(rng.integers(3, 14)), terminated=bool(rng.integers(2)))
-        segment = make_segment(rng, steps=segment.num_steps, length=max(1, segment.num_steps - 2),
-                               terminated=False) if not segment.terminated else segment
+        segment = (
+            make_segment(rng, steps=segment.num_steps, length=max(1, segment.num_steps - 2), terminated=False)
+            if not segment.terminated
+            else segment
+        )
         segments[segment.segment_id] = segment
         store.insert(segment)
     sampled = store.sample(64, np.random.default_rng(2))
@@ -95,8 +121,16 @@ def test_examples_have_the_targets_of_the_stored_segment(store):
     np.testing.assert_array_equal(got.actions[played[:, :UNROLL]], want.actions[played[:, :UNROLL]])
     # Reading only the stacked frames gives the same examples.
     lean = store.sample(64, np.random.default_rng(2), frames="stack")
-    lean_batch = make_batch(lean.segments, lean.positions, UNROLL, TD, 0.9, FRAME_STACK, np.random.default_rng(3),
-                            observations=lean.observations)
+    lean_batch = make_batch(
+        lean.segments,
+        lean.positions,
+        UNROLL,
+        TD,
+        0.9,
+        FRAME_STACK,
+        np.random.default_rng(3),
+        observations=lean.observations,
+    )
     np.testing.assert_array_equal(lean.keys.segment_ids, sampled.keys.segment_ids)
     np.testing.assert_array_equal(lean_batch.observations, want.observations)
     np.testing.assert_allclose(lean_batch.target_values, want.target_values)
@@ -188,8 +222,7 @@ def test_reanalysed_targets_are_preferred_and_versioned(store):
     assert store.write_targets(segment.segment_id, fresh_policies, fresh_values, model_version=10)
     assert not store.write_targets(segment.segment_id, fresh_policies[:, ::-1].copy(), fresh_values, model_version=5)
     # The first write of a version wins: (segment, version) names one set of targets.
-    assert not store.write_targets(segment.segment_id, fresh_policies[:, ::-1].copy(), fresh_values,
-                                   model_version=10)
+    assert not store.write_targets(segment.segment_id, fresh_policies[:, ::-1].copy(), fresh_values, model_version=10)
     assert not store.write_targets("gone", fresh_policies, fresh_values, model_version=11)
     with pytest.raises(ValueError, match="policies"):
         store.write_targets(segment.segment_id, fresh_policies[:3], fresh_values, model_version=12)
@@ -208,8 +241,12 @@ def test_read_segments_returns_whole_segments(store):
     (read,) = store.read_segments(1, rng)
     for name in ("observations", "actions", "rewards", "to_play", "legal_masks", "policies", "root_values"):
         np.testing.assert_array_equal(getattr(read, name), getattr(segment, name), err_msg=name)
-    assert (read.length, read.terminated, read.bootstrap_value, read.model_version) == \
-        (segment.length, segment.terminated, segment.bootstrap_value, segment.model_version)
+    assert (read.length, read.terminated, read.bootstrap_value, read.model_version) == (
+        segment.length,
+        segment.terminated,
+        segment.bootstrap_value,
+        segment.model_version,
+    )
 
 
 def test_sampling_an_empty_store_says_so(store):

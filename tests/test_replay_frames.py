@@ -82,13 +82,16 @@ def test_zstd_bomb_is_refused_before_it_inflates():
         codec.decode(bytes([ZSTD]) + unsized, (84, 84), np.uint8)
 
 
-@pytest.mark.parametrize("blob, message", [
-    (b"", "empty"),
-    (bytes([7]) + b"abc", "unknown encoding 7"),
-    (bytes([ZSTD]) + b"not zstd at all", "not a zstd frame"),
-    (bytes([RAW]) + b"\0" * 10, "holds 10 bytes"),
-    (bytes([ZSTD_DICT]) + b"\1", "truncated"),
-])
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"", "empty"),
+        (bytes([7]) + b"abc", "unknown encoding 7"),
+        (bytes([ZSTD]) + b"not zstd at all", "not a zstd frame"),
+        (bytes([RAW]) + b"\0" * 10, "holds 10 bytes"),
+        (bytes([ZSTD_DICT]) + b"\1", "truncated"),
+    ],
+)
 def test_corrupt_blobs_are_named(blob, message):
     with pytest.raises(FrameError, match=message):
         FrameCodec().decode(blob, (84, 84), np.uint8)

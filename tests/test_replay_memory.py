@@ -163,8 +163,10 @@ def test_priority_updates_change_sampling_and_ignore_evicted_segments():
     first, second = make_segment(2), make_segment(2)
     replay.insert(first)
     replay.insert(second)
-    replay.update_priorities(SampleKeys(np.array([first.segment_id] * 2 + [second.segment_id] * 2),
-                                        np.array([0, 1, 0, 1])), np.array([0.0, 0.0, 0.0, 5.0]))
+    replay.update_priorities(
+        SampleKeys(np.array([first.segment_id] * 2 + [second.segment_id] * 2), np.array([0, 1, 0, 1])),
+        np.array([0.0, 0.0, 0.0, 5.0]),
+    )
     sample = replay.sample(32, np.random.default_rng(0))
     assert {s.segment_id for s in sample.segments} == {second.segment_id}
     assert set(sample.positions.tolist()) == {1}
@@ -185,5 +187,6 @@ def test_sample_keys_round_trip_into_priority_updates():
     replay.insert(make_segment(3, priorities=[1.0, 1.0, 1.0]))
     sample = replay.sample(3, np.random.default_rng(0))
     replay.update_priorities(sample.keys, np.full(3, 2.0))
-    assert replay.stats()["priority_mass"] == pytest.approx(2.0 * len(set(sample.positions.tolist())) +
-                                                            1.0 * (3 - len(set(sample.positions.tolist()))))
+    assert replay.stats()["priority_mass"] == pytest.approx(
+        2.0 * len(set(sample.positions.tolist())) + 1.0 * (3 - len(set(sample.positions.tolist())))
+    )

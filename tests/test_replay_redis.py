@@ -10,15 +10,22 @@ import pytest
 
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys
-from muzero.storage.replay.redis_store import RedisReplay, ReplayError, shard_of
 from muzero.operations.redis_process import RedisServer
+from muzero.storage.replay.redis_store import RedisReplay, ReplayError, shard_of
 from tests.test_replay_contract import FRAME_SHAPE, FRAME_STACK, NUM_ACTIONS, WINDOW, make_segment
 
 
 def redis_store(clients, capacity: int = 500, experiment: str | None = None, **overrides) -> RedisReplay:
     config = ReplayConfig(capacity=capacity, min_size=1, segment_length=10, **overrides)
-    return RedisReplay(config, experiment=experiment or f"test-{uuid.uuid4().hex[:8]}", num_actions=NUM_ACTIONS,
-                       observation_shape=FRAME_SHAPE, frame_stack=FRAME_STACK, window_steps=WINDOW, clients=clients)
+    return RedisReplay(
+        config,
+        experiment=experiment or f"test-{uuid.uuid4().hex[:8]}",
+        num_actions=NUM_ACTIONS,
+        observation_shape=FRAME_SHAPE,
+        frame_stack=FRAME_STACK,
+        window_steps=WINDOW,
+        clients=clients,
+    )
 
 
 @pytest.fixture
@@ -272,8 +279,19 @@ def test_cli_fsck_reports_clean_then_the_problem(redis_shards):
     rng = np.random.default_rng(12)
     for _ in range(5):
         store.insert(random_segment(rng, num_actions=2, frame_shape=(4,), frame_stack=1, steps=8))
-    command = [sys.executable, "-m", "muzero.cli", "replay", "fsck", "--config", "cartpole", "--set", f"name={name}",
-               "--redis-urls", urls]
+    command = [
+        sys.executable,
+        "-m",
+        "muzero.cli",
+        "replay",
+        "fsck",
+        "--config",
+        "cartpole",
+        "--set",
+        f"name={name}",
+        "--redis-urls",
+        urls,
+    ]
     clean = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert clean.returncode == 0, clean.stderr
     assert "fsck: clean (5 segments, 40 transitions" in clean.stdout

@@ -15,25 +15,35 @@ import numpy as np
 import pytest
 
 from muzero import config as config_module
-from muzero.transport.grpc_util import check_health, make_channel, make_server
 from muzero.learning.batch import make_batch
 from muzero.learning.segment import SampleKeys
 from muzero.learning.targets import bootstrap_terms
-from muzero.wire import codec
-from muzero.transport.replay_client import ReplayClient, SegmentWriter
-from muzero.storage.replay.factory import EnvSpec, build_store, redis_overrides
-from muzero.wire.v1 import replay_pb2, replay_pb2_grpc
-from muzero.transport.replay_server import ReplayServicer, add_to_server
-from tests.factories import random_segment
 from muzero.operations.redis_process import free_port
+from muzero.storage.replay.factory import EnvSpec, build_store, redis_overrides
+from muzero.transport.grpc_util import check_health, make_channel, make_server
+from muzero.transport.replay_client import ReplayClient, SegmentWriter
+from muzero.transport.replay_server import ReplayServicer, add_to_server
+from muzero.wire import codec
+from muzero.wire.v1 import replay_pb2, replay_pb2_grpc
+from tests.factories import random_segment
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def service_config(redis_shards, name: str, *extra: str) -> config_module.ExperimentConfig:
-    return config_module.load("cartpole", [
-        f"name={name}", "env.frame_stack=2", "training.unroll_steps=2", "training.td_steps=3",
-        "replay.capacity=2000", "replay.min_size=1", *redis_overrides([s.url for s in redis_shards[:2]]), *extra])
+    return config_module.load(
+        "cartpole",
+        [
+            f"name={name}",
+            "env.frame_stack=2",
+            "training.unroll_steps=2",
+            "training.td_steps=3",
+            "replay.capacity=2000",
+            "replay.min_size=1",
+            *redis_overrides([s.url for s in redis_shards[:2]]),
+            *extra,
+        ],
+    )
 
 
 class RunningReplay:
@@ -66,8 +76,9 @@ def replay(redis_shards):
 
 
 def segment_for(spec: EnvSpec, rng: np.random.Generator, **kwargs):
-    return random_segment(rng, num_actions=spec.num_actions, frame_shape=spec.observation_shape, frame_stack=2,
-                          **kwargs)
+    return random_segment(
+        rng, num_actions=spec.num_actions, frame_shape=spec.observation_shape, frame_stack=2, **kwargs
+    )
 
 
 def test_health_and_append_sample_update_round_trip(replay):
@@ -93,8 +104,15 @@ def test_health_and_append_sample_update_round_trip(replay):
         training = replay.config.training
         assert batch.observations.shape == (32, 8) and batch.actions.shape == (32, 2)
         originals = [segments[str(i)] for i in batch.keys.segment_ids]
-        want = make_batch(originals, batch.keys.positions, training.unroll_steps, training.td_steps,
-                          training.discount, 2, np.random.default_rng(0))
+        want = make_batch(
+            originals,
+            batch.keys.positions,
+            training.unroll_steps,
+            training.td_steps,
+            training.discount,
+            2,
+            np.random.default_rng(0),
+        )
         np.testing.assert_array_equal(batch.observations, want.observations)
         np.testing.assert_allclose(batch.target_values, want.target_values, rtol=1e-6)
         np.testing.assert_allclose(batch.target_policies, want.target_policies)
@@ -102,8 +120,9 @@ def test_health_and_append_sample_update_round_trip(replay):
 
         (with_terms,) = client.sample(batch_size=16, bootstrap_observations=True)
         originals = [segments[str(i)] for i in with_terms.keys.segment_ids]
-        terms = bootstrap_terms(originals, with_terms.keys.positions, training.unroll_steps, training.td_steps,
-                                training.discount)
+        terms = bootstrap_terms(
+            originals, with_terms.keys.positions, training.unroll_steps, training.td_steps, training.discount
+        )
         assert with_terms.bootstrap is not None and with_terms.bootstrap.mask.any()
         np.testing.assert_array_equal(with_terms.bootstrap.mask, terms.mask)
         np.testing.assert_array_equal(with_terms.bootstrap.observations, terms.observations)
@@ -116,8 +135,13 @@ def test_health_and_append_sample_update_round_trip(replay):
         assert client.update_priorities(gone, np.ones(1, dtype=np.float32)).stale == 1
 
         spec = replay.spec
-        (whole,) = client.read_segments(1, num_actions=spec.num_actions, frame_shape=spec.observation_shape,
-                                        frame_stack=2, experiment=replay.config.name)
+        (whole,) = client.read_segments(
+            1,
+            num_actions=spec.num_actions,
+            frame_shape=spec.observation_shape,
+            frame_stack=2,
+            experiment=replay.config.name,
+        )
         np.testing.assert_array_equal(whole.observations, segments[whole.segment_id].observations)
         fresh = np.tile(np.array([1.0, 0.0], dtype=np.float32), (whole.num_steps, 1))
         assert client.write_targets(whole.segment_id, fresh, np.zeros(whole.num_steps, np.float32), 7)
@@ -161,18 +185,21 @@ def _corrupt(message: replay_pb2.Segment, how: str) -> replay_pb2.Segment:
     return bad
 
 
-@pytest.mark.parametrize("how, field", [
-    ("actions dtype", "segment.actions.dtype"),
-    ("frames shape", "segment.frames.shape"),
-    ("nan reward", "segment.rewards: contains NaN"),
-    ("inf priority", "segment.priorities: contains NaN or inf"),
-    ("short data", "segment.root_values.data"),
-    ("object dtype", "segment.to_play.dtype"),
-    ("negative shape", "segment.legal_masks.shape"),
-    ("other experiment", "segment.experiment"),
-    ("policies not distributions", "segment.policies"),
-    ("length beyond steps", "segment.priorities.shape"),
-])
+@pytest.mark.parametrize(
+    "how, field",
+    [
+        ("actions dtype", "segment.actions.dtype"),
+        ("frames shape", "segment.frames.shape"),
+        ("nan reward", "segment.rewards: contains NaN"),
+        ("inf priority", "segment.priorities: contains NaN or inf"),
+        ("short data", "segment.root_values.data"),
+        ("object dtype", "segment.to_play.dtype"),
+        ("negative shape", "segment.legal_masks.shape"),
+        ("other experiment", "segment.experiment"),
+        ("policies not distributions", "segment.policies"),
+        ("length beyond steps", "segment.priorities.shape"),
+    ],
+)
 def test_malformed_segments_are_rejected_and_nothing_stored(replay, how, field):
     segment = segment_for(replay.spec, np.random.default_rng(1), steps=5)
     message = codec.segment_to_proto(segment, replay.config.name)
@@ -199,10 +226,15 @@ def test_bad_requests_name_their_field(replay):
     with make_channel(replay.target) as channel:
         stub = replay_pb2_grpc.ReplayServiceStub(channel)
         cases = []
-        cases.append((lambda: list(stub.Sample(replay_pb2.SampleRequest(batch_size=0, num_batches=1), timeout=5)),
-                      "batch_size"))
-        cases.append((lambda: list(stub.Sample(replay_pb2.SampleRequest(batch_size=4, num_batches=10**6),
-                                               timeout=5)), "num_batches"))
+        cases.append(
+            (lambda: list(stub.Sample(replay_pb2.SampleRequest(batch_size=0, num_batches=1), timeout=5)), "batch_size")
+        )
+        cases.append(
+            (
+                lambda: list(stub.Sample(replay_pb2.SampleRequest(batch_size=4, num_batches=10**6), timeout=5)),
+                "num_batches",
+            )
+        )
         update = replay_pb2.PriorityUpdate(segment_ids=[segment.segment_id])
         codec.tensor_to_proto(np.array([0], dtype=np.int64), update.positions)
         codec.tensor_to_proto(np.array([np.nan], dtype=np.float32), update.priorities)
@@ -231,8 +263,12 @@ def test_bad_requests_name_their_field(replay):
 
 
 def test_sampling_ahead_of_the_ratio_waits_then_answers_unavailable(redis_shards):
-    config = service_config(redis_shards, f"svc-{uuid.uuid4().hex[:8]}", "replay.samples_per_insert=1.0",
-                            "replay.samples_per_insert_error_buffer=8.0")
+    config = service_config(
+        redis_shards,
+        f"svc-{uuid.uuid4().hex[:8]}",
+        "replay.samples_per_insert=1.0",
+        "replay.samples_per_insert_error_buffer=8.0",
+    )
     replay = RunningReplay(config)
     try:
         rng = np.random.default_rng(3)
@@ -280,11 +316,23 @@ def test_writer_resends_after_the_front_restarts_without_duplicates(redis_shards
 
 def test_entrypoint_serves_health_and_metrics_and_stops_on_sigterm(redis_shards, tmp_path):
     port, metrics_port = free_port(), free_port()
-    env = {**os.environ, "MUZERO_CONFIG": "cartpole", "MUZERO_SET": f"name=proc-{uuid.uuid4().hex[:8]}",
-           "MUZERO_REDIS_URLS": ",".join(s.url for s in redis_shards[:2]), "MUZERO_REPLAY_PORT": str(port),
-           "MUZERO_METRICS_PORT": str(metrics_port), "MUZERO_HOST": "127.0.0.1"}
-    process = subprocess.Popen([sys.executable, "-m", "services.replay"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "MUZERO_CONFIG": "cartpole",
+        "MUZERO_SET": f"name=proc-{uuid.uuid4().hex[:8]}",
+        "MUZERO_REDIS_URLS": ",".join(s.url for s in redis_shards[:2]),
+        "MUZERO_REPLAY_PORT": str(port),
+        "MUZERO_METRICS_PORT": str(metrics_port),
+        "MUZERO_HOST": "127.0.0.1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.replay"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert "listening on port" in process.stdout.readline()
         assert check_health(f"127.0.0.1:{port}", "muzero.v1.ReplayService") == "SERVING"

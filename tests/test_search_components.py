@@ -63,8 +63,9 @@ def test_a_custom_select_action_and_policy_target_are_used():
         return legal / legal.sum(axis=1, keepdims=True)
 
     model = skewed_model()
-    searcher = make_search(SearchConfig(num_simulations=10), 3, 2, 1.0, select_action=last_legal,
-                           policy_target=uniform_target)  # fmt: skip
+    searcher = make_search(
+        SearchConfig(num_simulations=10), 3, 2, 1.0, select_action=last_legal, policy_target=uniform_target
+    )
     result = run(searcher, model, [0, 0])
     np.testing.assert_array_equal(result.action, [2, 2])
     np.testing.assert_allclose(result.policy_target, np.full((2, 3), 1 / 3))
@@ -76,8 +77,9 @@ def test_custom_root_noise_and_the_callback():
 
     finished = []
     model = skewed_model()
-    searcher = make_search(SearchConfig(num_simulations=12), 3, 1, 1.0, root_noise=all_on_action_two,
-                           on_search_finished=finished.append)  # fmt: skip
+    searcher = make_search(
+        SearchConfig(num_simulations=12), 3, 1, 1.0, root_noise=all_on_action_two, on_search_finished=finished.append
+    )
     noisy = run(searcher, model, [0], add_noise=True)
     assert noisy.visit_counts[0, 2] > noisy.visit_counts[0, 0]
     quiet = run(searcher, model, [0], add_noise=False)  # noise off: the prior's favourite again
@@ -88,8 +90,9 @@ def test_custom_root_noise_and_the_callback():
 def test_a_selector_that_picks_an_illegal_action_is_an_error():
     model = skewed_model()
     model.legal[0] = [True, True, False]
-    searcher = make_search(SearchConfig(num_simulations=4), 3, 1, 1.0,
-                           select_action=lambda n, q, legal, t, rng: np.array([2]))  # fmt: skip
+    searcher = make_search(
+        SearchConfig(num_simulations=4), 3, 1, 1.0, select_action=lambda n, q, legal, t, rng: np.array([2])
+    )
     with pytest.raises(ValueError, match="illegal action for roots \\[0\\]"):
         run(searcher, model, [0])
 
@@ -138,14 +141,23 @@ def test_visit_count_action_and_policy():
 
 
 def valid_root(batch=2, num_actions=3):
-    return RootInput(np.zeros((batch, num_actions), np.float32), np.zeros(batch, np.float32),
-                     np.zeros((batch, 1), np.int64), np.ones((batch, num_actions), bool),
-                     np.zeros(batch, np.int8))  # fmt: skip
+    return RootInput(
+        np.zeros((batch, num_actions), np.float32),
+        np.zeros(batch, np.float32),
+        np.zeros((batch, 1), np.int64),
+        np.ones((batch, num_actions), bool),
+        np.zeros(batch, np.int8),
+    )
 
 
 def with_field(root, **changes):
-    fields = dict(prior_logits=root.prior_logits, value=root.value, embedding=root.embedding,
-                  legal_mask=root.legal_mask, to_play=root.to_play)  # fmt: skip
+    fields = dict(
+        prior_logits=root.prior_logits,
+        value=root.value,
+        embedding=root.embedding,
+        legal_mask=root.legal_mask,
+        to_play=root.to_play,
+    )
     fields.update(changes)
     return RootInput(**fields)
 
@@ -190,13 +202,15 @@ def test_bad_step_outputs_are_rejected_with_the_field_named():
 
     def short_reward(embedding, action, to_play):
         out = model(embedding, action, to_play)
-        return StepOutput(out.reward[:1], out.value, out.prior_logits, out.embedding, out.to_play, out.legal_mask,
-                          out.terminal)  # fmt: skip
+        return StepOutput(
+            out.reward[:1], out.value, out.prior_logits, out.embedding, out.to_play, out.legal_mask, out.terminal
+        )
 
     def float_embedding(embedding, action, to_play):
         out = model(embedding, action, to_play)
-        return StepOutput(out.reward, out.value, out.prior_logits, out.embedding[:, :0], out.to_play,
-                          out.legal_mask, out.terminal)  # fmt: skip
+        return StepOutput(
+            out.reward, out.value, out.prior_logits, out.embedding[:, :0], out.to_play, out.legal_mask, out.terminal
+        )
 
     searcher = MCTS(3, batch_size_max=2, num_simulations=2, discount=1.0)
     with pytest.raises(ValueError, match=r"step output reward: expected shape \(2,\), got \(1,\)"):

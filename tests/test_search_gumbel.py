@@ -30,8 +30,13 @@ def test_sequential_halving_schedule_matches_hand_computation():
 def test_sequential_halving_keeps_the_best_half():
     # Four actions, priors 0.4, 0.3, 0.2, 0.1, all Q equal: the first round visits each once,
     # then the two with the best g + logits (no noise) get the remaining four simulations.
-    model = TabularModel([[1, 1, 1, 1], [1, 1, 1, 1]], np.zeros((2, 4)), [0.0, 0.0],
-                         np.log([[0.4, 0.3, 0.2, 0.1], [0.25] * 4]), terminal=[False, True])  # fmt: skip
+    model = TabularModel(
+        [[1, 1, 1, 1], [1, 1, 1, 1]],
+        np.zeros((2, 4)),
+        [0.0, 0.0],
+        np.log([[0.4, 0.3, 0.2, 0.1], [0.25] * 4]),
+        terminal=[False, True],
+    )
     result = gumbel_search(model, [0], num_simulations=8)
     np.testing.assert_array_equal(result.visit_counts, [[3, 3, 1, 1]])
     assert result.action[0] == 0
@@ -42,8 +47,13 @@ def test_policy_target_uses_completed_q_with_the_mixed_value():
     # With 2 candidates (no noise: actions 0 and 1) and 2 simulations, action 2 is never visited.
     next_state = [[1, 2, 3], [1, 1, 1], [2, 2, 2], [3, 3, 3]]
     reward = [[1.0, 0.0, 0.0]] + [[0.0] * 3] * 3
-    model = TabularModel(next_state, reward, [0.4, 0, 0, 0], np.log([[0.5, 0.3, 0.2]] + [[1 / 3] * 3] * 3),
-                         terminal=[False, True, True, True])  # fmt: skip
+    model = TabularModel(
+        next_state,
+        reward,
+        [0.4, 0, 0, 0],
+        np.log([[0.5, 0.3, 0.2]] + [[1 / 3] * 3] * 3),
+        terminal=[False, True, True, True],
+    )
     result = gumbel_search(model, [0], num_simulations=2, max_considered_actions=2)
     np.testing.assert_array_equal(result.visit_counts, [[1, 1, 0]])
     # v_mix = (0.4 + 2 / (0.5 + 0.3) * (0.5 * 1 + 0.3 * 0)) / (1 + 2) = 0.55; Q bounds [0, 1], so
@@ -60,8 +70,9 @@ def test_interior_nodes_use_the_deterministic_improved_policy_rule():
     # which has priors (0.5, 0.5), value 0, and two terminal children: action 0 pays 1, action 1 pays 0.
     next_state = [[1, 1], [2, 3], [2, 2], [3, 3]]
     reward = [[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
-    model = TabularModel(next_state, reward, np.zeros(4), [[1.0, 0.0]] + [[0.0, 0.0]] * 3,
-                         terminal=[False, False, True, True])  # fmt: skip
+    model = TabularModel(
+        next_state, reward, np.zeros(4), [[1.0, 0.0]] + [[0.0, 0.0]] * 3, terminal=[False, False, True, True]
+    )
     result = gumbel_search(model, [0], num_simulations=5, max_considered_actions=1)
     # At state 1 the score is pi'(a) - N(a) / (1 + sum N), pi' = softmax(log prior + sigma(completed Q)),
     # sigma = (50 + max N) * 0.1 * Q_norm, Q bounds [0, 1], and the unvisited action's Q is
@@ -89,8 +100,14 @@ def test_gumbel_two_player_sign_rule():
     next_state = [[1, 2], [3, 4], [5, 6], [3, 3], [4, 4], [5, 5], [6, 6]]
     reward = np.zeros((7, 2))
     reward[1, 0] = 1.0
-    model = TabularModel(next_state, reward, np.zeros(7), [[2.0, 0.0]] + [[0.0, 0.0]] * 6,
-                         to_play=[0, 1, 1, 0, 0, 0, 0], terminal=[False] * 3 + [True] * 4)  # fmt: skip
+    model = TabularModel(
+        next_state,
+        reward,
+        np.zeros(7),
+        [[2.0, 0.0]] + [[0.0, 0.0]] * 6,
+        to_play=[0, 1, 1, 0, 0, 0, 0],
+        terminal=[False] * 3 + [True] * 4,
+    )
     result = gumbel_search(model, [0], num_simulations=16)
     assert result.action[0] == 1
     assert result.q_values[0, 0] < 0
@@ -112,8 +129,10 @@ def test_noise_off_is_deterministic_and_noise_on_varies_the_candidates():
     quiet = [gumbel_search(model, [0], 4, seed=s, max_considered_actions=4).visit_counts for s in range(3)]
     assert all((v == quiet[0]).all() for v in quiet)
     np.testing.assert_array_equal(quiet[0], [[1, 1, 1, 1, 0, 0, 0, 0]])  # ties: lowest actions
-    noisy = {tuple(gumbel_search(model, [0], 4, seed=s, add_noise=True, max_considered_actions=4).visit_counts[0])
-             for s in range(6)}  # fmt: skip
+    noisy = {
+        tuple(gumbel_search(model, [0], 4, seed=s, add_noise=True, max_considered_actions=4).visit_counts[0])
+        for s in range(6)
+    }
     assert len(noisy) > 1
 
 
@@ -131,8 +150,9 @@ def test_gumbel_takes_only_the_callback_component():
     with pytest.raises(ValueError, match="score_fn"):
         make_search(SearchConfig(algorithm="gumbel"), 3, 1, 1.0, score_fn=None)
     seen = []
-    searcher = make_search(SearchConfig(algorithm="gumbel", num_simulations=4), 3, 1, 1.0,
-                           on_search_finished=seen.append)  # fmt: skip
+    searcher = make_search(
+        SearchConfig(algorithm="gumbel", num_simulations=4), 3, 1, 1.0, on_search_finished=seen.append
+    )
     assert isinstance(searcher, GumbelMuZero)
     model = best_path_model()
     result = searcher.run(model.root([0]), model, np.random.default_rng(0))

@@ -37,8 +37,9 @@ class TabularModel:
 
     def root(self, states) -> RootInput:
         states = np.asarray(states, dtype=np.int64)
-        return RootInput(self.logits[states], self.value[states], states[:, None].copy(), self.legal[states],
-                         self.to_play[states])  # fmt: skip
+        return RootInput(
+            self.logits[states], self.value[states], states[:, None].copy(), self.legal[states], self.to_play[states]
+        )
 
     def __call__(self, embedding, action, to_play):
         states = np.asarray(embedding)[:, 0]
@@ -50,8 +51,15 @@ class TabularModel:
         value = self.value[nxt]
         if self.zero_terminal_values:
             value = np.where(self.terminal[nxt], 0.0, value).astype(np.float32)
-        return StepOutput(self.reward[states, action], value, self.logits[nxt], nxt[:, None], self.to_play[nxt],
-                          self.legal[nxt], self.terminal[nxt])  # fmt: skip
+        return StepOutput(
+            self.reward[states, action],
+            value,
+            self.logits[nxt],
+            nxt[:, None],
+            self.to_play[nxt],
+            self.legal[nxt],
+            self.terminal[nxt],
+        )
 
 
 def tree_model(num_actions, depth, reward_of, logits_of=None, value_of=None, to_play_of=None):
@@ -137,8 +145,15 @@ def test_unvisited_children_are_valued_at_the_parents_value_not_as_losses():
     reward = np.zeros((5, 3))
     reward[1, 2] = 1.0
     legal = [[True, False, False]] + [[True] * 3] * 4
-    model = TabularModel(next_state, reward, [0.0, 0.5, 0, 0, 0], np.zeros((5, 3)), to_play=[0, 1, 0, 0, 0],
-                         legal=legal, terminal=[False, False, True, True, True])  # fmt: skip
+    model = TabularModel(
+        next_state,
+        reward,
+        [0.0, 0.5, 0, 0, 0],
+        np.zeros((5, 3)),
+        to_play=[0, 1, 0, 0, 0],
+        legal=legal,
+        terminal=[False, False, True, True, True],
+    )
     result = search(model, [0], num_simulations=4)
     # sim 1 expands state 1: root Q -0.5. sim 2: no Q spread, reply 0 (draw): Q 0, bounds [-0.5, 0].
     # sim 3 at state 1 (N=2, V = (0.5 + 0) / 2 = 0.25, normalised and clipped to 1):
@@ -164,8 +179,9 @@ def test_root_value_on_a_chain_matches_hand_computed_discounted_returns():
 
 def test_terminal_nodes_back_up_their_reward_and_are_never_stepped_from():
     # 0 --(r=1)--> 1 --(r=2)--> 2 (terminal; the model's value 9 must be ignored).
-    model = TabularModel([[1], [2], [2]], [[1.0], [2.0], [0.0]], [0.5, 1.0, 9.0], np.zeros((3, 1)),
-                         terminal=[False, False, True])  # fmt: skip
+    model = TabularModel(
+        [[1], [2], [2]], [[1.0], [2.0], [0.0]], [0.5, 1.0, 9.0], np.zeros((3, 1)), terminal=[False, False, True]
+    )
     model.zero_terminal_values = False
     result = search(model, [0], num_simulations=5, discount=0.9)
     # Two model calls make nodes 1 and 2; the other three simulations end on terminal node 2
@@ -181,8 +197,9 @@ def test_a_root_on_a_terminal_node_fills_its_step_row_with_its_own_root_and_is_i
     # together keeps one step call per simulation; root 0's rows are placeholders.
     next_state = [[1], [1], [3], [4], [5], [5]]
     reward = [[1.0], [0.0], [0.0], [0.0], [0.0], [0.0]]
-    model = TabularModel(next_state, reward, np.zeros(6), np.zeros((6, 1)),
-                         terminal=[False, True, False, False, False, True])  # fmt: skip
+    model = TabularModel(
+        next_state, reward, np.zeros(6), np.zeros((6, 1)), terminal=[False, True, False, False, False, True]
+    )
     result = search(model, [0, 2], num_simulations=3, discount=1.0)
     assert model.calls == [([0, 2], [0, 0]), ([0, 3], [0, 0]), ([0, 4], [0, 0])]
     np.testing.assert_allclose(result.q_values, [[1.0], [0.0]])
@@ -195,8 +212,9 @@ def test_a_root_on_a_terminal_node_fills_its_step_row_with_its_own_root_and_is_i
 def best_path_model():
     """Depth-3 tree, 3 actions: only the path 2, 0, 1 pays (1 per step on it); priors favour 0."""
     best = (2, 0, 1)
-    return tree_model(3, 3, reward_of=lambda p, a: float(p + (a,) == best[: len(p) + 1]),
-                      logits_of=lambda p: [1.0, 0.0, 0.0])  # fmt: skip
+    return tree_model(
+        3, 3, reward_of=lambda p, a: float(p + (a,) == best[: len(p) + 1]), logits_of=lambda p: [1.0, 0.0, 0.0]
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -214,8 +232,14 @@ def test_two_player_sign_rule_avoids_the_move_that_lets_the_opponent_win():
     next_state = [[1, 2], [3, 4], [5, 6], [3, 3], [4, 4], [5, 5], [6, 6]]
     reward = np.zeros((7, 2))
     reward[1, 0] = 1.0
-    model = TabularModel(next_state, reward, np.zeros(7), [[2.0, 0.0]] + [[0.0, 0.0]] * 6,
-                         to_play=[0, 1, 1, 0, 0, 0, 0], terminal=[False] * 3 + [True] * 4)  # fmt: skip
+    model = TabularModel(
+        next_state,
+        reward,
+        np.zeros(7),
+        [[2.0, 0.0]] + [[0.0, 0.0]] * 6,
+        to_play=[0, 1, 1, 0, 0, 0, 0],
+        terminal=[False] * 3 + [True] * 4,
+    )
     result = search(model, [0], num_simulations=30)
     assert result.action[0] == 1
     assert result.q_values[0, 0] < -0.3  # bad for the root player, whose opponent wins
@@ -264,12 +288,20 @@ def test_torch_embeddings_give_the_same_search_as_numpy():
     def torch_step(embedding, action, to_play):
         assert isinstance(embedding, torch.Tensor)
         out = numpy_model(embedding.numpy(), action, to_play)
-        return StepOutput(out.reward, out.value, out.prior_logits, torch.from_numpy(out.embedding), out.to_play,
-                          out.legal_mask, out.terminal)  # fmt: skip
+        return StepOutput(
+            out.reward,
+            out.value,
+            out.prior_logits,
+            torch.from_numpy(out.embedding),
+            out.to_play,
+            out.legal_mask,
+            out.terminal,
+        )
 
     root = numpy_model.root([0, 1])
-    torch_root = RootInput(root.prior_logits, root.value, torch.from_numpy(root.embedding), root.legal_mask,
-                           root.to_play)  # fmt: skip
+    torch_root = RootInput(
+        root.prior_logits, root.value, torch.from_numpy(root.embedding), root.legal_mask, root.to_play
+    )
     searcher = make_search(SearchConfig(num_simulations=20), 3, 2, 1.0)
     expected = searcher.run(root, numpy_model, np.random.default_rng(0), 0.0, add_noise=False)
     got = searcher.run(torch_root, torch_step, np.random.default_rng(0), 0.0, add_noise=False)

@@ -31,10 +31,18 @@ class FakePlay:
         truncated = ended & np.array([self.truncate[i] for i in range(n)])
         terminated = ended & ~truncated
         policies = self.rng.dirichlet(np.ones(NUM_ACTIONS), size=n).astype(np.float32)
-        step = dict(obs=obs, actions=(self.step_in_episode % NUM_ACTIONS), rewards=self.step_in_episode * 1.0,
-                    to_play=np.zeros(n, dtype=np.int8), legal_masks=np.ones((n, NUM_ACTIONS), dtype=bool),
-                    policies=policies, root_values=self.step_in_episode * 10.0, terminated=terminated,
-                    truncated=truncated, final_bootstrap_values=np.full(n, -5.0))
+        step = dict(
+            obs=obs,
+            actions=(self.step_in_episode % NUM_ACTIONS),
+            rewards=self.step_in_episode * 1.0,
+            to_play=np.zeros(n, dtype=np.int8),
+            legal_masks=np.ones((n, NUM_ACTIONS), dtype=bool),
+            policies=policies,
+            root_values=self.step_in_episode * 10.0,
+            terminated=terminated,
+            truncated=truncated,
+            final_bootstrap_values=np.full(n, -5.0),
+        )
         for i in range(n):
             self.played[i].append((int(self.episode[i]), int(self.step_in_episode[i])))
         self.step_in_episode = np.where(ended, 0, self.step_in_episode + 1)
@@ -51,7 +59,7 @@ def run_builder(builder, play, num_steps, model_version=0):
 
 def steps_of(segment, start=0, stop=None):
     """(episode, step) ids of a segment's steps read back from its frames."""
-    frames = segment.observations[segment.frame_stack - 1:]
+    frames = segment.observations[segment.frame_stack - 1 :]
     return [(int(f[2]), int(f[1])) for f in frames[start:stop]]
 
 
@@ -116,13 +124,14 @@ def test_initial_priorities_are_n_step_td_errors():
     play = FakePlay(1, episode_lengths=[[6]], truncate=[False])
     builder = SegmentBuilder(1, 10, 3, 1, NUM_ACTIONS, td_steps=2, discount=0.5)
     (segment,) = run_builder(builder, play, 6)
+
     # rewards r_t = t, root values v_t = 10 t, terminated after step 5.
     def target(t):
         return t + (0.5 * (t + 1) if t + 1 < 6 else 0.0) + (0.25 * 10 * (t + 2) if t + 2 < 6 else 0.0)
+
     expected = [abs(10 * t - target(t)) for t in range(6)]
     np.testing.assert_allclose(segment.priorities, expected, rtol=1e-6)
-    np.testing.assert_allclose(segment.priorities,
-                               np.abs(segment.root_values - segment_value_targets(segment, 2, 0.5)))
+    np.testing.assert_allclose(segment.priorities, np.abs(segment.root_values - segment_value_targets(segment, 2, 0.5)))
 
 
 def test_model_version_is_the_oldest_that_played_the_segment():
@@ -148,17 +157,20 @@ def valid_segment():
     return segment
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("actions", np.array([0, 1, 2]), "actions"),
-    ("rewards", np.array([0, np.nan, 0], dtype=np.float32), "rewards"),
-    ("rewards", np.zeros(3), "rewards"),  # float64
-    ("policies", np.ones((3, NUM_ACTIONS), dtype=np.float32), "policies"),
-    ("observations", np.zeros((3, 3), dtype=np.float32), "observations"),  # frame history missing
-    ("length", 4, "length"),
-    ("priorities", np.ones(2, dtype=np.float32), "priorities"),
-    ("bootstrap_value", 1.0, "bootstrap_value"),  # terminated
-    ("segment_id", "", "segment_id"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("actions", np.array([0, 1, 2]), "actions"),
+        ("rewards", np.array([0, np.nan, 0], dtype=np.float32), "rewards"),
+        ("rewards", np.zeros(3), "rewards"),  # float64
+        ("policies", np.ones((3, NUM_ACTIONS), dtype=np.float32), "policies"),
+        ("observations", np.zeros((3, 3), dtype=np.float32), "observations"),  # frame history missing
+        ("length", 4, "length"),
+        ("priorities", np.ones(2, dtype=np.float32), "priorities"),
+        ("bootstrap_value", 1.0, "bootstrap_value"),  # terminated
+        ("segment_id", "", "segment_id"),
+    ],
+)
 def test_validate_names_the_bad_field(field, value, message):
     segment = replace(valid_segment(), **{field: value})
     with pytest.raises(ValueError, match=message):

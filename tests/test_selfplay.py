@@ -2,13 +2,13 @@ import numpy as np
 import torch
 
 from muzero import config as config_module
+from muzero.acting.selfplay import SelfPlay
 from muzero.envs.games.tictactoe import TicTacToe
 from muzero.envs.players import RandomPlayer, play_match
 from muzero.learning.segment import stacked_observation_shape
 from muzero.nn.networks import build_network
 from muzero.search.mcts import make_search
 from muzero.search.step_fns import RolloutEvaluator, SimulatorModel
-from muzero.acting.selfplay import SelfPlay
 
 
 def make_selfplay(preset, *overrides):
@@ -17,14 +17,21 @@ def make_selfplay(preset, *overrides):
     from muzero.envs.vector import make_vector_env
 
     env = make_vector_env(config.env.id, 1, 0)
-    network = build_network(config.network, stacked_observation_shape(env.observation_shape, config.env.frame_stack),
-                            env.num_actions)
+    network = build_network(
+        config.network, stacked_observation_shape(env.observation_shape, config.env.frame_stack), env.num_actions
+    )
     return SelfPlay(config, network, seed=0)
 
 
 def test_selfplay_segments_cover_every_step_once():
-    selfplay = make_selfplay("cartpole", "env.num_envs=4", "search.num_simulations=4", "replay.segment_length=5",
-                             "training.td_steps=2", "training.unroll_steps=1")
+    selfplay = make_selfplay(
+        "cartpole",
+        "env.num_envs=4",
+        "search.num_simulations=4",
+        "replay.segment_length=5",
+        "training.td_steps=2",
+        "training.unroll_steps=1",
+    )
     selfplay.model_version = 7
     segments, returns = [], []
     for _ in range(150):
@@ -69,8 +76,9 @@ class AlphaZeroPlayer:
     """Search with tic-tac-toe's true rules and random-rollout values: no network."""
 
     def __init__(self, game, num_simulations, rng):
-        search_config = config_module.load("tictactoe", [f"search.num_simulations={num_simulations}",
-                                                        "search.model='simulator'"]).search
+        search_config = config_module.load(
+            "tictactoe", [f"search.num_simulations={num_simulations}", "search.model='simulator'"]
+        ).search
         self.model = SimulatorModel(game, RolloutEvaluator(game, rng, num_rollouts=2))
         self.search = make_search(search_config, game.num_actions, batch_size=100, discount=1.0)
 
@@ -90,8 +98,9 @@ def test_alphazero_style_search_never_loses_to_random():
 
 def _late_moves_greedy_fraction(sample_moves: int) -> float:
     """Share of moves after the first of an episode that took a most-visited action."""
-    selfplay = make_selfplay("tictactoe-learned", "env.num_envs=16", "search.num_simulations=8",
-                             f"search.sample_moves={sample_moves}")
+    selfplay = make_selfplay(
+        "tictactoe-learned", "env.num_envs=16", "search.num_simulations=8", f"search.sample_moves={sample_moves}"
+    )
     recorded = []
     run = selfplay.search.run
 
@@ -129,8 +138,9 @@ def test_reanalyze_gives_the_search_of_the_new_network():
     """Fresh targets are the search policy and value of each stored step, with the given network."""
     from muzero.acting.reanalyze import Reanalyzer
 
-    selfplay = make_selfplay("cartpole", "env.num_envs=4", "search.num_simulations=8", "replay.segment_length=6",
-                             "search.algorithm=muzero")
+    selfplay = make_selfplay(
+        "cartpole", "env.num_envs=4", "search.num_simulations=8", "replay.segment_length=6", "search.algorithm=muzero"
+    )
     segments = []
     while len(segments) < 3:
         segments += selfplay.step()[0]

@@ -8,15 +8,22 @@ import urllib.request
 import grpc
 import pytest
 
+from muzero.operations.cluster import Cluster, scrape
 from muzero.storage.checkpoint import CheckpointManager
 from muzero.transport.checkpoint_client import CheckpointClient
-from muzero.operations.cluster import Cluster, scrape
 from muzero.transport.grpc_util import check_health, make_channel
 from muzero.wire.v1 import checkpoint_pb2, checkpoint_pb2_grpc, replay_pb2, replay_pb2_grpc
 from tests.waiting import wait_for
 
-FAST = ["env.num_envs=8", "search.num_simulations=4", "replay.min_size=64", "replay.segment_length=20",
-        "training.batch_size=32", "training.checkpoint_interval=20", "reanalyze.segments_per_round=2"]
+FAST = [
+    "env.num_envs=8",
+    "search.num_simulations=4",
+    "replay.min_size=64",
+    "replay.segment_length=20",
+    "training.batch_size=32",
+    "training.checkpoint_interval=20",
+    "reanalyze.segments_per_round=2",
+]
 
 
 def metric(service, name: str) -> float:
@@ -45,18 +52,23 @@ def test_every_service_is_healthy_serves_metrics_and_refuses_bad_requests(cluste
     learner, actor = layout.service("learner"), layout.service("actor-0")
     wait_for(lambda: metric(learner, "muzero_learner_model_version") >= 20, 240, "a published checkpoint")
     wait_for(lambda: metric(actor, "muzero_actor_model_version") >= 20, 120, "the actor to swap in new weights")
-    wait_for(lambda: metric(layout.service("reanalyze-0"), "muzero_reanalyze_segments_written_total") > 0, 120,
-             "reanalysed targets")
+    wait_for(
+        lambda: metric(layout.service("reanalyze-0"), "muzero_reanalyze_segments_written_total") > 0,
+        120,
+        "reanalysed targets",
+    )
 
     with make_channel(cluster.checkpoint_target) as channel:
         with pytest.raises(grpc.RpcError) as caught:
-            list(checkpoint_pb2_grpc.CheckpointServiceStub(channel).Fetch(
-                checkpoint_pb2.FetchRequest(version=-3), timeout=10))
+            list(
+                checkpoint_pb2_grpc.CheckpointServiceStub(channel).Fetch(
+                    checkpoint_pb2.FetchRequest(version=-3), timeout=10
+                )
+            )
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with make_channel(cluster.replay_target) as channel:
         with pytest.raises(grpc.RpcError) as caught:
-            list(replay_pb2_grpc.ReplayServiceStub(channel).Sample(replay_pb2.SampleRequest(batch_size=-1),
-                                                                   timeout=10))
+            list(replay_pb2_grpc.ReplayServiceStub(channel).Sample(replay_pb2.SampleRequest(batch_size=-1), timeout=10))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     codes = cluster.stop()
@@ -87,8 +99,13 @@ def test_a_bad_config_stops_a_service_at_start_naming_the_key(service):
 
     from muzero.operations.cluster import ROOT
 
-    done = subprocess.run([sys.executable, "-m", f"services.{service}", "--set", "replay.capacity=-1"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", f"services.{service}", "--set", "replay.capacity=-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 2
     assert f"{service}: bad config: replay.capacity" in done.stderr
 
@@ -100,8 +117,13 @@ def test_a_cuda_device_without_cuda_stops_a_service_naming_the_key():
 
     from muzero.operations.cluster import ROOT
 
-    done = subprocess.run([sys.executable, "-m", "services.actor", "--set", "training.device=cuda"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.actor", "--set", "training.device=cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 2
     assert "actor: bad config: training.device: 'cuda'" in done.stderr
 
@@ -123,11 +145,16 @@ def test_learner_trains_on_ready_batches_and_resumes_where_it_stopped(tmp_path):
     rng = np.random.default_rng(0)
     segments = [random_segment(rng, num_actions=2, frame_shape=(4,), frame_stack=1, steps=12) for _ in range(8)]
     positions = np.array([rng.integers(0, s.length) for s in segments])
-    ready = make_batch(segments, positions, config.training.unroll_steps, config.training.td_steps,
-                       config.training.discount, 1, rng)
-    batch = replace(ready, model_versions=np.zeros(8, np.int64),
-                    bootstrap=bootstrap_terms(segments, positions, config.training.unroll_steps,
-                                              config.training.td_steps, config.training.discount))
+    ready = make_batch(
+        segments, positions, config.training.unroll_steps, config.training.td_steps, config.training.discount, 1, rng
+    )
+    batch = replace(
+        ready,
+        model_versions=np.zeros(8, np.int64),
+        bootstrap=bootstrap_terms(
+            segments, positions, config.training.unroll_steps, config.training.td_steps, config.training.discount
+        ),
+    )
     learner = Learner(config, (4,), 2)
     checkpoints = CheckpointManager(tmp_path / "run")
     assert checkpoints.resume_learner(learner) is None and learner.wants_bootstrap_observations

@@ -10,8 +10,17 @@ from muzero.learning.targets import segment_value_targets, unroll_targets
 NUM_ACTIONS = 3
 
 
-def make_segment(rewards, root_values, to_play=None, length=None, terminated=False, bootstrap_value=0.0,
-                 bootstrap_to_play=0, actions=None, frame_stack=1):
+def make_segment(
+    rewards,
+    root_values,
+    to_play=None,
+    length=None,
+    terminated=False,
+    bootstrap_value=0.0,
+    bootstrap_to_play=0,
+    actions=None,
+    frame_stack=1,
+):
     steps = len(rewards)
     if to_play is None:
         to_play = np.zeros(steps)
@@ -79,8 +88,9 @@ def test_two_player_truncated_bootstrap_discount_counts_steps_to_the_end():
 
 
 def unroll(segment, position, unroll_steps, td_steps, discount=1.0, seed=0):
-    return unroll_targets([segment], np.array([position]), unroll_steps, td_steps, discount,
-                          np.random.default_rng(seed))
+    return unroll_targets(
+        [segment], np.array([position]), unroll_steps, td_steps, discount, np.random.default_rng(seed)
+    )
 
 
 def test_unroll_past_a_terminal_state_trains_an_absorbing_state():
@@ -151,8 +161,17 @@ def test_bootstrap_terms_rebuild_the_target_network_targets():
     from tests.factories import random_segment
 
     rng = np.random.default_rng(0)
-    segments = [random_segment(rng, num_actions=3, frame_shape=(2,), frame_stack=2, steps=int(rng.integers(3, 15)),
-                               terminated=bool(rng.integers(2))) for _ in range(20)]
+    segments = [
+        random_segment(
+            rng,
+            num_actions=3,
+            frame_shape=(2,),
+            frame_stack=2,
+            steps=int(rng.integers(3, 15)),
+            terminated=bool(rng.integers(2)),
+        )
+        for _ in range(20)
+    ]
     positions = np.array([rng.integers(0, s.length) for s in segments])
 
     def value_fn(observations):
@@ -160,8 +179,9 @@ def test_bootstrap_terms_rebuild_the_target_network_targets():
 
     K, n, discount = 3, 4, 0.9
     plain = unroll_targets(segments, positions, K, n, discount, np.random.default_rng(1))
-    refreshed = unroll_targets(segments, positions, K, n, discount, np.random.default_rng(1),
-                               bootstrap_value_fn=value_fn)
+    refreshed = unroll_targets(
+        segments, positions, K, n, discount, np.random.default_rng(1), bootstrap_value_fn=value_fn
+    )
     terms = bootstrap_terms(segments, positions, K, n, discount)
     assert terms.mask.any() and not terms.mask.all()
     rebuilt = refreshed_targets(plain.values, terms, value_fn)  # what the learner does with ready targets

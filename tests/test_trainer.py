@@ -31,10 +31,19 @@ def fixed_batch(batch_size=16, seed=0):
     for step in range(36):
         ended = np.full(2, (step + 1) % 12 == 0)
         policies = rng.dirichlet(np.ones(NUM_ACTIONS), size=2).astype(np.float32)
-        segments += builder.add_step(rng.normal(size=(2, *OBS_SHAPE)).astype(np.float32),
-                                     rng.integers(0, NUM_ACTIONS, 2), np.ones(2), np.zeros(2, dtype=np.int8),
-                                     np.ones((2, NUM_ACTIONS), dtype=bool), policies, rng.normal(size=2), ended,
-                                     np.zeros(2, dtype=bool), np.zeros(2), model_version=0)
+        segments += builder.add_step(
+            rng.normal(size=(2, *OBS_SHAPE)).astype(np.float32),
+            rng.integers(0, NUM_ACTIONS, 2),
+            np.ones(2),
+            np.zeros(2, dtype=np.int8),
+            np.ones((2, NUM_ACTIONS), dtype=bool),
+            policies,
+            rng.normal(size=2),
+            ended,
+            np.zeros(2, dtype=bool),
+            np.zeros(2),
+            model_version=0,
+        )
     picks = rng.integers(0, len(segments), batch_size)
     chosen = [segments[i] for i in picks]
     positions = np.array([rng.integers(0, s.length) for s in chosen])
@@ -42,8 +51,9 @@ def fixed_batch(batch_size=16, seed=0):
 
 
 def config(**overrides):
-    values = dict(batch_size=16, unroll_steps=UNROLL, td_steps=TD, learning_rate=3e-3, weight_decay=1e-4,
-                  max_grad_norm=5.0)
+    values = dict(
+        batch_size=16, unroll_steps=UNROLL, td_steps=TD, learning_rate=3e-3, weight_decay=1e-4, max_grad_norm=5.0
+    )
     values.update(overrides)
     return TrainingConfig(**values)
 
@@ -71,7 +81,7 @@ def test_learning_rate_warms_up_linearly():
 def test_gradients_are_clipped_to_max_grad_norm():
     trainer = Trainer(small_network(), config(max_grad_norm=1e-3))
     result = trainer.train_step(fixed_batch(4))
-    clipped = torch.sqrt(sum((p.grad ** 2).sum() for p in trainer.network.parameters() if p.grad is not None))
+    clipped = torch.sqrt(sum((p.grad**2).sum() for p in trainer.network.parameters() if p.grad is not None))
     assert result["grad_norm"] > 1e-3  # reported before clipping
     assert clipped.item() == pytest.approx(1e-3, rel=1e-3)
 

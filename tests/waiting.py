@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout_s: float, what: str, *, interval_s: float = 0.05,
-             alive: Callable[[], None] = lambda: None) -> T:
+def wait_for(
+    condition: Callable[[], T],
+    timeout_s: float,
+    what: str,
+    *,
+    interval_s: float = 0.05,
+    alive: Callable[[], None] = lambda: None,
+) -> T:
     """``condition()``'s first truthy value; TimeoutError naming ``what`` after ``timeout_s``.
     ``alive`` runs before each poll (e.g. to raise when the process waited on has died)."""
     deadline = time.monotonic() + timeout_s

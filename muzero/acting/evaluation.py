@@ -18,11 +18,11 @@ from muzero.envs.base import BoardGame
 from muzero.envs.players import play_match
 from muzero.envs.registry import get_game
 from muzero.envs.vector import make_vector_env
+from muzero.learning.segment import FrameStacker
 from muzero.nn.networks import MuZeroNetwork
 from muzero.search.mcts import make_search
 from muzero.search.step_fns import LearnedModel, NetworkEvaluator, SimulatorModel
 from muzero.search.types import StepFn
-from muzero.learning.segment import FrameStacker
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,9 @@ class ReturnsReport:
 
 
 @torch.inference_mode()
-def evaluate_returns(config: ExperimentConfig, network: MuZeroNetwork, episodes: int, seed: int,
-                     device: str = "cpu") -> ReturnsReport:
+def evaluate_returns(
+    config: ExperimentConfig, network: MuZeroNetwork, episodes: int, seed: int, device: str = "cpu"
+) -> ReturnsReport:
     """Mean return of greedy search over ``episodes`` single-player episodes."""
     env = make_vector_env(config.env.id, episodes, seed, config.env.max_episode_steps, config.env.wrappers)
     if env.num_players != 1:
@@ -68,8 +69,15 @@ def evaluate_returns(config: ExperimentConfig, network: MuZeroNetwork, episodes:
 class SearchPlayer:
     """A board-game player that searches with the network (learned model or true rules)."""
 
-    def __init__(self, config: ExperimentConfig, game: BoardGame, network: MuZeroNetwork, batch_size: int,
-                 device: str = "cpu", num_simulations: int | None = None):
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        game: BoardGame,
+        network: MuZeroNetwork,
+        batch_size: int,
+        device: str = "cpu",
+        num_simulations: int | None = None,
+    ):
         search_config = config.search
         if num_simulations is not None:
             from dataclasses import replace
@@ -89,14 +97,23 @@ class SearchPlayer:
         if self.config.search.model == "simulator":
             root, step_fn = self.simulator.initial(states), self.simulator
         else:
-            root = self.learned.initial(self.game.observe(states), self.game.legal_mask(states), self.game.to_play(states))
+            root = self.learned.initial(
+                self.game.observe(states), self.game.legal_mask(states), self.game.to_play(states)
+            )
             step_fn = self.learned
         result = self.search.run(root, step_fn, rng, temperature=self.config.search.eval_temperature, add_noise=False)
         return result.action
 
 
-def evaluate_board(config: ExperimentConfig, game: BoardGame, network: MuZeroNetwork, games: int, seed: int,
-                   opponents: tuple[str, ...] | None = None, device: str = "cpu") -> dict[str, dict[str, int]]:
+def evaluate_board(
+    config: ExperimentConfig,
+    game: BoardGame,
+    network: MuZeroNetwork,
+    games: int,
+    seed: int,
+    opponents: tuple[str, ...] | None = None,
+    device: str = "cpu",
+) -> dict[str, dict[str, int]]:
     """Win/draw/loss of the agent against each opponent; half the games as first player.
 
     ``opponents`` are names from the spec of ``config.env.id`` (None: all of them);
@@ -106,8 +123,9 @@ def evaluate_board(config: ExperimentConfig, game: BoardGame, network: MuZeroNet
     opponents = tuple(spec.opponents) if opponents is None else tuple(opponents)
     unknown = [name for name in opponents if name not in spec.opponents]
     if unknown:
-        raise ValueError(f"unknown opponent {unknown[0]!r} for {spec.id} "
-                         f"(its opponents: {', '.join(sorted(spec.opponents))})")
+        raise ValueError(
+            f"unknown opponent {unknown[0]!r} for {spec.id} (its opponents: {', '.join(sorted(spec.opponents))})"
+        )
     rng = np.random.default_rng(seed)
     agent = SearchPlayer(config, game, network, batch_size=max(1, games), device=device)
     report = {}

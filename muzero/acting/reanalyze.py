@@ -29,11 +29,21 @@ class FreshTargets:
 
 
 class Reanalyzer:
-    def __init__(self, config: ExperimentConfig, network: MuZeroNetwork, num_actions: int, num_players: int,
-                 batch_size: int = 256, device: str = "cpu", seed: int = 0):
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        network: MuZeroNetwork,
+        num_actions: int,
+        num_players: int,
+        batch_size: int = 256,
+        device: str = "cpu",
+        seed: int = 0,
+    ):
         if config.search.model != "learned":
-            raise ValueError("search.model: reanalyze searches the learned model; a 'simulator' search needs game "
-                             "states, which segments do not keep")
+            raise ValueError(
+                "search.model: reanalyze searches the learned model; a 'simulator' search needs game "
+                "states, which segments do not keep"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         self.config = config
@@ -47,8 +57,9 @@ class Reanalyzer:
     @torch.inference_mode()
     def run(self, segments: list[Segment]) -> list[FreshTargets]:
         self.network.eval()
-        observations = np.concatenate([np.stack([s.stacked_observation(t) for t in range(s.num_steps)])
-                                       for s in segments])
+        observations = np.concatenate(
+            [np.stack([s.stacked_observation(t) for t in range(s.num_steps)]) for s in segments]
+        )
         legal = np.concatenate([s.legal_masks for s in segments])
         to_play = np.concatenate([s.to_play for s in segments])
         policies = np.empty(legal.shape, dtype=np.float32)
@@ -63,7 +74,8 @@ class Reanalyzer:
         fresh, offset = [], 0
         for segment in segments:
             steps = segment.num_steps
-            fresh.append(FreshTargets(segment.segment_id, policies[offset : offset + steps],
-                                      values[offset : offset + steps]))
+            fresh.append(
+                FreshTargets(segment.segment_id, policies[offset : offset + steps], values[offset : offset + steps])
+            )
             offset += steps
         return fresh

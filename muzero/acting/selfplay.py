@@ -33,8 +33,9 @@ class SelfPlay:
 
     def __init__(self, config: ExperimentConfig, network: MuZeroNetwork, seed: int, device: str = "cpu"):
         self.config = config
-        self.env: VectorEnv = make_vector_env(config.env.id, config.env.num_envs, seed, config.env.max_episode_steps,
-                                              config.env.wrappers)
+        self.env: VectorEnv = make_vector_env(
+            config.env.id, config.env.num_envs, seed, config.env.max_episode_steps, config.env.wrappers
+        )
         self.network = network
         self.device = device
         self.rng = np.random.default_rng(seed)
@@ -43,12 +44,15 @@ class SelfPlay:
         self.learned = LearnedModel(network, device, num_players=self.env.num_players)
         if config.search.model == "simulator":
             if self.env.game is None:
-                raise ValueError(f"search.model = 'simulator' needs a board game, but env.id {config.env.id!r} is not one")
+                raise ValueError(
+                    f"search.model = 'simulator' needs a board game, but env.id {config.env.id!r} is not one"
+                )
             self.simulator = SimulatorModel(self.env.game, NetworkEvaluator(self.env.game, network, device))
         self.builder = SegmentBuilder.from_config(config, self.env.num_envs, self.env.num_actions)
         self.observations = self.env.reset()
-        self.stacker = FrameStacker(self.env.num_envs, self.env.observation_shape, config.env.frame_stack,
-                                    self.env.observation_dtype)
+        self.stacker = FrameStacker(
+            self.env.num_envs, self.env.observation_shape, config.env.frame_stack, self.env.observation_dtype
+        )
         self.stacked = self.stacker.push(self.observations, np.ones(self.env.num_envs, dtype=bool))
         self.episode_return = np.zeros(self.env.num_envs)
         self.episode_length = np.zeros(self.env.num_envs, dtype=np.int64)

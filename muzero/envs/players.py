@@ -60,8 +60,13 @@ class UCTPlayer:
     child (ties broken at random).
     """
 
-    def __init__(self, game: BoardGame, num_simulations: int = 100, exploration: float = math.sqrt(2),
-                 max_rollout_moves: int = 1000):
+    def __init__(
+        self,
+        game: BoardGame,
+        num_simulations: int = 100,
+        exploration: float = math.sqrt(2),
+        max_rollout_moves: int = 1000,
+    ):
         if num_simulations < 1:
             raise ValueError(f"num_simulations must be >= 1, got {num_simulations}")
         if exploration < 0:
@@ -85,7 +90,7 @@ class UCTPlayer:
         children = tree.children[:, 0]  # (n, A)
         return np.where(children >= 0, np.take_along_axis(tree.visits, np.maximum(children, 0), axis=1), 0)
 
-    def _simulate(self, tree: "_Tree", rng: np.random.Generator) -> None:
+    def _simulate(self, tree: _Tree, rng: np.random.Generator) -> None:
         n = tree.num_games
         node = np.zeros(n, dtype=np.int64)
         path = []  # one (n,) array per depth below the root: the node entered, -1 if none
@@ -130,8 +135,12 @@ class UCTPlayer:
         live = games[~tree.terminal[games, node]]
         if live.size:
             return_player0[live] = random_playout_return(
-                self.game, tree.states[live, node[live]], rng, self.max_rollout_moves,
-                perspective=np.zeros(live.size, dtype=np.int8))
+                self.game,
+                tree.states[live, node[live]],
+                rng,
+                self.max_rollout_moves,
+                perspective=np.zeros(live.size, dtype=np.int8),
+            )
         for step_nodes in path:  # rewards paid on the way down count too
             moved = np.flatnonzero(step_nodes >= 0)
             entered = step_nodes[moved]
@@ -148,8 +157,9 @@ class UCTPlayer:
             tree.value_sum[moved, entered] += sign * return_player0[moved]
 
 
-def random_playout_return(game: BoardGame, states: np.ndarray, rng: np.random.Generator, max_moves: int,
-                          perspective: np.ndarray) -> np.ndarray:
+def random_playout_return(
+    game: BoardGame, states: np.ndarray, rng: np.random.Generator, max_moves: int, perspective: np.ndarray
+) -> np.ndarray:
     """(n,) float64 sum of rewards of one uniformly random playout from each state,
     from the point of view of player ``perspective[i]`` (n,)."""
     perspective = np.asarray(perspective)
@@ -174,7 +184,9 @@ class _Tree:
         n = root_states.shape[0]
         legal = game.legal_mask(root_states)
         if not legal.any(axis=1).all():
-            raise ValueError(f"states {np.flatnonzero(~legal.any(axis=1)).tolist()} have no legal move (finished games?)")
+            raise ValueError(
+                f"states {np.flatnonzero(~legal.any(axis=1)).tolist()} have no legal move (finished games?)"
+            )
         self.game = game
         self.num_games = n
         self.states = np.zeros((n, max_nodes, *root_states.shape[1:]), dtype=root_states.dtype)
@@ -207,8 +219,14 @@ class _Tree:
 # --- matches ---------------------------------------------------------------------------
 
 
-def play_match(game: BoardGame, player_a: Player, player_b: Player, num_games: int,
-               rng: np.random.Generator, a_first: bool | None = None) -> dict[str, int]:
+def play_match(
+    game: BoardGame,
+    player_a: Player,
+    player_b: Player,
+    num_games: int,
+    rng: np.random.Generator,
+    a_first: bool | None = None,
+) -> dict[str, int]:
     """Play ``num_games`` games at once; returns {"wins", "draws", "losses"} for player_a.
 
     ``a_first`` True/False makes player_a move first/second in every game; None

@@ -112,8 +112,14 @@ class GymVectorEnv(VectorEnv):
     num_players = 1
     game = None
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0,
-                 wrappers: tuple[str, ...] | list[str] = ()):
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int,
+        max_episode_steps: int = 0,
+        wrappers: tuple[str, ...] | list[str] = (),
+    ):
         kwargs = {"max_episode_steps": max_episode_steps} if max_episode_steps > 0 else {}
         # Each env is wrapped in order (env.wrappers), inside the vector env and its autoreset.
         envs = gymnasium.make_vec(
@@ -240,8 +246,9 @@ class BoardGameVectorEnv(VectorEnv):
         return self.game.to_play(self._states)
 
 
-def make_vector_env(env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0,
-                    wrappers: tuple[str, ...] | list[str] = ()) -> VectorEnv:
+def make_vector_env(
+    env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0, wrappers: tuple[str, ...] | list[str] = ()
+) -> VectorEnv:
     """N environments for self-play: a vectorised board game or N gymnasium envs.
 
     ``max_episode_steps`` = 0 keeps the env's own limit. ``wrappers`` (``env.wrappers``,
@@ -254,7 +261,11 @@ def make_vector_env(env_id: str, num_envs: int, seed: int, max_episode_steps: in
         raise ValueError(f"env_id must be a non-empty string, got {env_id!r}")
     if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-    if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 0:
+    if (
+        isinstance(max_episode_steps, bool)
+        or not isinstance(max_episode_steps, (int, np.integer))
+        or max_episode_steps < 0
+    ):
         raise ValueError(f"max_episode_steps must be an integer >= 0, got {max_episode_steps!r}")
     if registry.is_game(env_id):
         return BoardGameVectorEnv(env_id, make_board_game(env_id), int(num_envs), seed, int(max_episode_steps))

@@ -15,7 +15,6 @@ the wrapper, it is gymnasium's.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,8 +38,10 @@ def _grayscale(env: gymnasium.Env) -> gymnasium.Wrapper:
 
 def _resize(env: gymnasium.Env, shape: tuple[int, int]) -> gymnasium.Wrapper:
     # Checked here, not when parsing: a config that resizes is valid on a machine without OpenCV.
-    if importlib.util.find_spec("cv2") is None:
-        raise WrapperError("resize needs OpenCV: pip install opencv-python-headless")
+    try:
+        import cv2  # noqa: F401  (gymnasium's ResizeObservation imports it too, with a vaguer error)
+    except ImportError:
+        raise WrapperError("resize needs OpenCV: pip install opencv-python-headless") from None
     return gymnasium.wrappers.ResizeObservation(env, shape)
 
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 
-from muzero.learning.segment import SampleKeys, Segment, stack_frames
 from muzero.config import TrainingConfig
+from muzero.learning.segment import SampleKeys, Segment, stack_frames
 from muzero.learning.targets import BootstrapTerms, BootstrapValueFn, bootstrap_terms, unroll_targets
-
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -67,10 +67,18 @@ BATCH_ARRAYS: tuple[str, ...] = tuple(f.name for f in fields(Batch) if f.type ==
 TorchBatch = Batch[torch.Tensor]
 
 
-def make_batch(segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int, td_steps: int, discount: float,
-               frame_stack: int, rng: np.random.Generator, weights: np.ndarray | None = None,
-               bootstrap_value_fn: BootstrapValueFn | None = None,
-               observations: np.ndarray | None = None) -> Batch:
+def make_batch(
+    segments: Sequence[Segment],
+    positions: np.ndarray,
+    unroll_steps: int,
+    td_steps: int,
+    discount: float,
+    frame_stack: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+    bootstrap_value_fn: BootstrapValueFn | None = None,
+    observations: np.ndarray | None = None,
+) -> Batch:
     """Assemble one example per (segments[b], positions[b]); ``weights`` defaults to 1.
 
     ``bootstrap_value_fn`` re-evaluates the values n-step targets bootstrap from
@@ -86,8 +94,15 @@ def make_batch(segments: Sequence[Segment], positions: np.ndarray, unroll_steps:
     weights = np.asarray(weights, dtype=np.float32)
     if weights.shape != (batch,):
         raise ValueError(f"weights: expected shape ({batch},), got {weights.shape}")
-    targets = unroll_targets(segments, positions, unroll_steps, td_steps, discount, rng,  # checks positions
-                             bootstrap_value_fn=bootstrap_value_fn)
+    targets = unroll_targets(
+        segments,
+        positions,
+        unroll_steps,
+        td_steps,
+        discount,
+        rng,  # checks positions
+        bootstrap_value_fn=bootstrap_value_fn,
+    )
 
     if observations is not None:
         if bootstrap_value_fn is not None:
@@ -99,27 +114,39 @@ def make_batch(segments: Sequence[Segment], positions: np.ndarray, unroll_steps:
     frames = np.empty((batch, frame_stack, *frame_shape), dtype=segments[0].observations.dtype)
     for b, (segment, start) in enumerate(zip(segments, positions)):
         if segment.frame_stack != frame_stack or segment.observations.shape[1:] != frame_shape:
-            raise ValueError(f"segments[{b}]: frames {segment.observations.shape[1:]} with frame_stack "
-                             f"{segment.frame_stack}, expected {frame_shape} with frame_stack {frame_stack}")
+            raise ValueError(
+                f"segments[{b}]: frames {segment.observations.shape[1:]} with frame_stack "
+                f"{segment.frame_stack}, expected {frame_shape} with frame_stack {frame_stack}"
+            )
         frames[b] = segment.observations[start : start + frame_stack]
 
     return _batch(stack_frames(frames), targets, weights, segments, positions)
 
 
-def batch_from_sample(sampled, training: TrainingConfig, frame_stack: int, rng: np.random.Generator,
-                      bootstrap_observations: bool = False) -> Batch[np.ndarray]:
+def batch_from_sample(
+    sampled, training: TrainingConfig, frame_stack: int, rng: np.random.Generator, bootstrap_observations: bool = False
+) -> Batch[np.ndarray]:
     """The training batch of a store's draw (a ``SampledBatch``), the same wherever it is made:
     in the replay service for the wire, in local mode for the learner directly.
 
     ``bootstrap_observations`` adds the terms a learner's target network needs to
     re-value the bootstrap targets (``training.bootstrap = "target_network"``)."""
-    batch = make_batch(sampled.segments, sampled.positions, training.unroll_steps, training.td_steps,
-                       training.discount, frame_stack, rng, weights=sampled.weights,
-                       observations=sampled.observations)
+    batch = make_batch(
+        sampled.segments,
+        sampled.positions,
+        training.unroll_steps,
+        training.td_steps,
+        training.discount,
+        frame_stack,
+        rng,
+        weights=sampled.weights,
+        observations=sampled.observations,
+    )
     terms = None
     if bootstrap_observations:
-        terms = bootstrap_terms(sampled.segments, sampled.positions, training.unroll_steps, training.td_steps,
-                                training.discount)
+        terms = bootstrap_terms(
+            sampled.segments, sampled.positions, training.unroll_steps, training.td_steps, training.discount
+        )
     versions = np.array([s.model_version for s in sampled.segments], dtype=np.int64)
     return replace(batch, keys=sampled.keys, model_versions=versions, bootstrap=terms)
 

@@ -36,8 +36,13 @@ def refreshed_targets(target_values: np.ndarray, terms: BootstrapTerms, value_fn
 
 
 class Learner:
-    def __init__(self, config: ExperimentConfig, observation_shape: tuple[int, ...], num_actions: int,
-                 network: MuZeroNetwork | None = None):
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        observation_shape: tuple[int, ...],
+        num_actions: int,
+        network: MuZeroNetwork | None = None,
+    ):
         """``network``: train this one (already built for these shapes); by default a new one."""
         self.config = config
         training = config.training
@@ -72,8 +77,9 @@ class Learner:
         if self.target is not None and self.step % training.target_update_interval == 0:
             self.target.update(self.network)
         if self.target is not None and batch.bootstrap is not None:
-            batch = replace(batch, target_values=refreshed_targets(batch.target_values, batch.bootstrap,
-                                                                   self.target.values))
+            batch = replace(
+                batch, target_values=refreshed_targets(batch.target_values, batch.bootstrap, self.target.values)
+            )
         self.network.train()
         return self.trainer.train_step(batch.to_torch(self.device))
 

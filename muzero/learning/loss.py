@@ -62,8 +62,9 @@ def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOut
     """
     batch_size, unroll_steps = batch.actions.shape
     if batch.target_values.shape != (batch_size, unroll_steps + 1):
-        raise ValueError(f"target_values: expected shape {(batch_size, unroll_steps + 1)}, "
-                         f"got {tuple(batch.target_values.shape)}")
+        raise ValueError(
+            f"target_values: expected shape {(batch_size, unroll_steps + 1)}, got {tuple(batch.target_values.shape)}"
+        )
     value_support, reward_support = network.value_support, network.reward_support
     value_probs = value_support.scalar_to_probs(batch.target_values)  # (B, K+1, bins)
     reward_probs = reward_support.scalar_to_probs(batch.target_rewards)
@@ -85,10 +86,13 @@ def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOut
         output = network.recurrent_inference(hidden, batch.actions[:, k - 1])
         hidden = output.hidden
         value_loss = value_loss + step_scale * cross_entropy(output.value_logits, value_probs[:, k]) * value_mask[:, k]
-        reward_loss = reward_loss + step_scale * cross_entropy(output.reward_logits, reward_probs[:, k]) \
-            * reward_mask[:, k]
-        policy_loss = policy_loss + step_scale * cross_entropy(output.policy_logits, batch.target_policies[:, k]) \
-            * policy_mask[:, k]
+        reward_loss = (
+            reward_loss + step_scale * cross_entropy(output.reward_logits, reward_probs[:, k]) * reward_mask[:, k]
+        )
+        policy_loss = (
+            policy_loss
+            + step_scale * cross_entropy(output.policy_logits, batch.target_policies[:, k]) * policy_mask[:, k]
+        )
 
     weights = batch.weights.float()
     value_mean = (weights * value_loss).mean()
@@ -96,8 +100,12 @@ def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOut
     policy_mean = (weights * policy_loss).mean()
     total = value_loss_weight * value_mean + reward_mean + policy_mean
     priorities = (root_value - batch.target_values[:, 0].float()).abs().cpu().numpy()
-    parts = {"value": float(value_mean.detach()), "reward": float(reward_mean.detach()),
-             "policy": float(policy_mean.detach()), "total": float(total.detach()),
-             "value_targets_clipped": clipped_fraction(value_support, batch.target_values, batch.value_mask),
-             "reward_targets_clipped": clipped_fraction(reward_support, batch.target_rewards, batch.reward_mask)}
+    parts = {
+        "value": float(value_mean.detach()),
+        "reward": float(reward_mean.detach()),
+        "policy": float(policy_mean.detach()),
+        "total": float(total.detach()),
+        "value_targets_clipped": clipped_fraction(value_support, batch.target_values, batch.value_mask),
+        "reward_targets_clipped": clipped_fraction(reward_support, batch.target_rewards, batch.reward_mask),
+    }
     return LossOutput(total=total, parts=parts, priorities=priorities)

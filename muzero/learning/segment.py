@@ -155,14 +155,20 @@ class Segment:
         at_end = end == self.num_steps
         return Segment(
             observations=self.observations[start : self.frame_stack - 1 + end],
-            actions=self.actions[start:end], rewards=self.rewards[start:end], to_play=self.to_play[start:end],
-            legal_masks=self.legal_masks[start:end], policies=self.policies[start:end],
-            root_values=self.root_values[start:end], length=int(owned),
+            actions=self.actions[start:end],
+            rewards=self.rewards[start:end],
+            to_play=self.to_play[start:end],
+            legal_masks=self.legal_masks[start:end],
+            policies=self.policies[start:end],
+            root_values=self.root_values[start:end],
+            length=int(owned),
             terminated=bool(self.terminated) if at_end else False,
             bootstrap_value=float(self.bootstrap_value) if at_end else float(self.root_values[end]),
             bootstrap_to_play=int(self.bootstrap_to_play) if at_end else int(self.to_play[end]),
-            priorities=self.priorities[start : start + owned], model_version=self.model_version,
-            segment_id=self.segment_id)
+            priorities=self.priorities[start : start + owned],
+            model_version=self.model_version,
+            segment_id=self.segment_id,
+        )
 
     def validate(self, num_actions: int, obs_shape: tuple[int, ...], frame_stack: int) -> None:
         """Raise ValueError naming the first field with a wrong type, shape, dtype or value."""
@@ -182,8 +188,10 @@ class Segment:
         _check_array("policies", self.policies, (steps, num_actions), np.float32)
         _check_array("root_values", self.root_values, (steps,), np.float32)
         if self.actions.min() < 0 or self.actions.max() >= num_actions:
-            raise ValueError(f"segment.actions: values must be in [0, {num_actions}), got range "
-                             f"[{self.actions.min()}, {self.actions.max()}]")
+            raise ValueError(
+                f"segment.actions: values must be in [0, {num_actions}), got range "
+                f"[{self.actions.min()}, {self.actions.max()}]"
+            )
         if (self.policies < 0).any() or not np.allclose(self.policies.sum(axis=1), 1.0, atol=1e-3):
             raise ValueError("segment.policies: each row must be a probability vector (>= 0, sums to 1)")
         if isinstance(self.length, bool) or not isinstance(self.length, (int, np.integer)):
@@ -199,8 +207,11 @@ class Segment:
             raise ValueError(f"segment.bootstrap_value: must be finite, got {self.bootstrap_value}")
         if self.terminated and self.bootstrap_value != 0:
             raise ValueError(f"segment.bootstrap_value: must be 0 for a terminated episode, got {self.bootstrap_value}")
-        if isinstance(self.model_version, bool) or not isinstance(self.model_version, (int, np.integer)) \
-                or self.model_version < 0:
+        if (
+            isinstance(self.model_version, bool)
+            or not isinstance(self.model_version, (int, np.integer))
+            or self.model_version < 0
+        ):
             raise ValueError(f"segment.model_version: expected an int >= 0, got {self.model_version!r}")
         if not isinstance(self.segment_id, str) or not self.segment_id:
             raise ValueError(f"segment.segment_id: expected a non-empty string, got {self.segment_id!r}")
@@ -259,11 +270,24 @@ class SegmentBuilder:
     1.0 for every step.
     """
 
-    def __init__(self, num_envs: int, segment_length: int, context_steps: int, frame_stack: int, num_actions: int,
-                 *, td_steps: int | None = None, discount: float = 1.0):
-        for name, value, low in (("num_envs", num_envs, 1), ("segment_length", segment_length, 1),
-                                 ("context_steps", context_steps, 0), ("frame_stack", frame_stack, 1),
-                                 ("num_actions", num_actions, 1)):
+    def __init__(
+        self,
+        num_envs: int,
+        segment_length: int,
+        context_steps: int,
+        frame_stack: int,
+        num_actions: int,
+        *,
+        td_steps: int | None = None,
+        discount: float = 1.0,
+    ):
+        for name, value, low in (
+            ("num_envs", num_envs, 1),
+            ("segment_length", segment_length, 1),
+            ("context_steps", context_steps, 0),
+            ("frame_stack", frame_stack, 1),
+            ("num_actions", num_actions, 1),
+        ):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
         if td_steps is not None and td_steps < 1:
@@ -285,8 +309,15 @@ class SegmentBuilder:
     def from_config(cls, config: ExperimentConfig, num_envs: int, num_actions: int) -> SegmentBuilder:
         """A builder for an :class:`~muzero.config.ExperimentConfig`: context K + n, n-step priorities."""
         training = config.training
-        return cls(num_envs, config.replay.segment_length, training.unroll_steps + training.td_steps,
-                   config.env.frame_stack, num_actions, td_steps=training.td_steps, discount=training.discount)
+        return cls(
+            num_envs,
+            config.replay.segment_length,
+            training.unroll_steps + training.td_steps,
+            config.env.frame_stack,
+            num_actions,
+            td_steps=training.td_steps,
+            discount=training.discount,
+        )
 
     @property
     def _frames(self) -> np.ndarray:
@@ -306,10 +337,21 @@ class SegmentBuilder:
         self._root_values = np.zeros((n, steps), dtype=np.float32)
         self._versions = np.zeros((n, steps), dtype=np.int64)
 
-    def add_step(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, to_play: np.ndarray,
-                 legal_masks: np.ndarray, policies: np.ndarray, root_values: np.ndarray, terminated: np.ndarray,
-                 truncated: np.ndarray, final_bootstrap_values: np.ndarray, model_version: int,
-                 final_to_play: np.ndarray | None = None) -> list[Segment]:
+    def add_step(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        to_play: np.ndarray,
+        legal_masks: np.ndarray,
+        policies: np.ndarray,
+        root_values: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        final_bootstrap_values: np.ndarray,
+        model_version: int,
+        final_to_play: np.ndarray | None = None,
+    ) -> list[Segment]:
         """Record one step of every env; return the segments this step completed.
 
         ``obs`` (N, *obs_shape) is the frame each env acted on. ``final_bootstrap_values``
@@ -325,11 +367,17 @@ class SegmentBuilder:
             self._allocate(obs)
         elif obs.shape[1:] != self._obs.shape[2:]:
             raise ValueError(f"obs: expected shape {(n, *self._obs.shape[2:])}, got {obs.shape}")
-        for name, value, shape in (("actions", actions, (n,)), ("rewards", rewards, (n,)), ("to_play", to_play, (n,)),
-                                   ("legal_masks", legal_masks, (n, a)), ("policies", policies, (n, a)),
-                                   ("root_values", root_values, (n,)), ("terminated", terminated, (n,)),
-                                   ("truncated", truncated, (n,)),
-                                   ("final_bootstrap_values", final_bootstrap_values, (n,))):
+        for name, value, shape in (
+            ("actions", actions, (n,)),
+            ("rewards", rewards, (n,)),
+            ("to_play", to_play, (n,)),
+            ("legal_masks", legal_masks, (n, a)),
+            ("policies", policies, (n, a)),
+            ("root_values", root_values, (n,)),
+            ("terminated", terminated, (n,)),
+            ("truncated", truncated, (n,)),
+            ("final_bootstrap_values", final_bootstrap_values, (n,)),
+        ):
             if np.shape(value) != shape:
                 raise ValueError(f"{name}: expected shape {shape}, got {np.shape(value)}")
         if final_to_play is not None and np.shape(final_to_play) != (n,):
@@ -368,8 +416,11 @@ class SegmentBuilder:
             self._episode_start[i] = True
         for i in np.flatnonzero(full).tolist():
             last = self._max_steps - 1
-            segments.append(self._emit(i, last, self.segment_length, False, float(self._root_values[i, last]),
-                                       int(self._to_play[i, last])))
+            segments.append(
+                self._emit(
+                    i, last, self.segment_length, False, float(self._root_values[i, last]), int(self._to_play[i, last])
+                )
+            )
             self._drop_owned(i, self.segment_length)
         return segments
 
@@ -384,8 +435,9 @@ class SegmentBuilder:
         segments = []
         for i in np.flatnonzero(self._count >= 2).tolist():
             last = int(self._count[i]) - 1
-            segments.append(self._emit(i, last, last, False, float(self._root_values[i, last]),
-                                       int(self._to_play[i, last])))
+            segments.append(
+                self._emit(i, last, last, False, float(self._root_values[i, last]), int(self._to_play[i, last]))
+            )
             self._drop_owned(i, last)
         return segments
 
@@ -394,8 +446,9 @@ class SegmentBuilder:
         """(N,) steps buffered per env and not yet owned by an emitted segment."""
         return self._count.copy()
 
-    def _emit(self, env: int, steps: int, length: int, terminated: bool, bootstrap_value: float,
-              bootstrap_to_play: int) -> Segment:
+    def _emit(
+        self, env: int, steps: int, length: int, terminated: bool, bootstrap_value: float, bootstrap_to_play: int
+    ) -> Segment:
         segment = Segment(
             observations=self._frames[env, : self.frame_stack - 1 + steps].copy(),
             actions=self._actions[env, :steps].copy(),
@@ -423,7 +476,14 @@ class SegmentBuilder:
         keep = steps - owned
         frames = self._frames
         frames[env, : self.frame_stack - 1 + keep] = frames[env, owned : self.frame_stack - 1 + steps].copy()
-        for buffer in (self._actions, self._rewards, self._to_play, self._legal, self._policies, self._root_values,
-                       self._versions):
+        for buffer in (
+            self._actions,
+            self._rewards,
+            self._to_play,
+            self._legal,
+            self._policies,
+            self._root_values,
+            self._versions,
+        ):
             buffer[env, :keep] = buffer[env, owned:steps].copy()
         self._count[env] = keep

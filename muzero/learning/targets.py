@@ -27,8 +27,9 @@ target depends on them except the absorbing-state ones).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,9 +37,18 @@ if TYPE_CHECKING:
     from muzero.learning.segment import Segment
 
 
-def n_step_value_targets(rewards: np.ndarray, root_values: np.ndarray, to_play: np.ndarray, steps_left: np.ndarray,
-                         terminated: np.ndarray, bootstrap_value: np.ndarray, bootstrap_to_play: np.ndarray,
-                         num_positions: int, td_steps: int, discount: float) -> tuple[np.ndarray, np.ndarray]:
+def n_step_value_targets(
+    rewards: np.ndarray,
+    root_values: np.ndarray,
+    to_play: np.ndarray,
+    steps_left: np.ndarray,
+    terminated: np.ndarray,
+    bootstrap_value: np.ndarray,
+    bootstrap_to_play: np.ndarray,
+    num_positions: int,
+    td_steps: int,
+    discount: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Value targets for the first ``num_positions`` positions of B windows of play.
 
     Each row of ``rewards``, ``root_values``, ``to_play`` (B, W) is a window of
@@ -52,13 +62,19 @@ def n_step_value_targets(rewards: np.ndarray, root_values: np.ndarray, to_play: 
     """
     batch, width = rewards.shape
     if width < num_positions + td_steps:
-        raise ValueError(f"windows of width {width} are too short for {num_positions} positions "
-                         f"and td_steps {td_steps} (need {num_positions + td_steps})")
+        raise ValueError(
+            f"windows of width {width} are too short for {num_positions} positions "
+            f"and td_steps {td_steps} (need {num_positions + td_steps})"
+        )
     for name, array in (("root_values", root_values), ("to_play", to_play)):
         if array.shape != (batch, width):
             raise ValueError(f"{name}: expected shape {(batch, width)}, got {array.shape}")
-    for name, array in (("steps_left", steps_left), ("terminated", terminated),
-                        ("bootstrap_value", bootstrap_value), ("bootstrap_to_play", bootstrap_to_play)):
+    for name, array in (
+        ("steps_left", steps_left),
+        ("terminated", terminated),
+        ("bootstrap_value", bootstrap_value),
+        ("bootstrap_to_play", bootstrap_to_play),
+    ):
         if np.shape(array) != (batch,):
             raise ValueError(f"{name}: expected shape ({batch},), got {np.shape(array)}")
 
@@ -73,7 +89,7 @@ def n_step_value_targets(rewards: np.ndarray, root_values: np.ndarray, to_play: 
         return np.where(players == of, 1.0, -1.0)
 
     real = later[None] < left[:, :, None]  # (B, P, n)
-    discounted = (discount ** j) * sign(to_play[:, later], mover[:, :, None]) * rewards[:, later].astype(np.float64)
+    discounted = (discount**j) * sign(to_play[:, later], mover[:, :, None]) * rewards[:, later].astype(np.float64)
     reward_sum = np.where(real, discounted, 0.0).sum(axis=2)  # (B, P)
 
     value_index = k + td_steps  # (P,)
@@ -81,8 +97,13 @@ def n_step_value_targets(rewards: np.ndarray, root_values: np.ndarray, to_play: 
     inside = discount**td_steps * sign(to_play[:, value_index], mover) * root_values[:, value_index]
     # Past the end: nothing after a terminal state; else the bootstrap, discounted from T.
     exponent = np.maximum(left - k[None], 0)
-    outside = np.where(terminated, 0.0, discount**exponent * sign(np.asarray(bootstrap_to_play)[:, None], mover)
-                       * np.asarray(bootstrap_value, dtype=np.float64)[:, None])
+    outside = np.where(
+        terminated,
+        0.0,
+        discount**exponent
+        * sign(np.asarray(bootstrap_to_play)[:, None], mover)
+        * np.asarray(bootstrap_value, dtype=np.float64)[:, None],
+    )
     values = reward_sum + np.where(value_inside, inside, outside)
 
     # The state at T itself (k == T - t): its value is the bootstrap (for its own player), or 0.
@@ -107,9 +128,17 @@ def segment_value_targets(segment: Segment, td_steps: int, discount: float) -> n
         return out
 
     values, _ = n_step_value_targets(
-        window(segment.rewards), window(segment.root_values), window(segment.to_play),
-        np.array([steps]), np.array([segment.terminated]), np.array([segment.bootstrap_value]),
-        np.array([segment.bootstrap_to_play]), length, td_steps, discount)
+        window(segment.rewards),
+        window(segment.root_values),
+        window(segment.to_play),
+        np.array([steps]),
+        np.array([segment.terminated]),
+        np.array([segment.bootstrap_value]),
+        np.array([segment.bootstrap_to_play]),
+        length,
+        td_steps,
+        discount,
+    )
     return values[0]
 
 
@@ -130,9 +159,15 @@ BootstrapValueFn = Callable[[np.ndarray], np.ndarray]
 """(M, *stacked_obs_shape) observations -> (M,) values for the player to move there."""
 
 
-def unroll_targets(segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int, td_steps: int,
-                   discount: float, rng: np.random.Generator,
-                   bootstrap_value_fn: BootstrapValueFn | None = None) -> UnrollTargets:
+def unroll_targets(
+    segments: Sequence[Segment],
+    positions: np.ndarray,
+    unroll_steps: int,
+    td_steps: int,
+    discount: float,
+    rng: np.random.Generator,
+    bootstrap_value_fn: BootstrapValueFn | None = None,
+) -> UnrollTargets:
     """Targets for examples starting at ``positions[b]`` (owned) of ``segments[b]``.
 
     With ``bootstrap_value_fn``, the values bootstrapped from (at t+k+n) are
@@ -183,10 +218,21 @@ def unroll_targets(segments: Sequence[Segment], positions: np.ndarray, unroll_st
         bootstrap_to_play[b] = segment.bootstrap_to_play
 
     if bootstrap_value_fn is not None:
-        _refresh_bootstrap_values(segments, positions, steps_left, root_values, num_positions, td_steps,
-                                  bootstrap_value_fn)
-    values, value_mask = n_step_value_targets(rewards, root_values, to_play, steps_left, terminated, bootstrap_value,
-                                              bootstrap_to_play, num_positions, td_steps, discount)
+        _refresh_bootstrap_values(
+            segments, positions, steps_left, root_values, num_positions, td_steps, bootstrap_value_fn
+        )
+    values, value_mask = n_step_value_targets(
+        rewards,
+        root_values,
+        to_play,
+        steps_left,
+        terminated,
+        bootstrap_value,
+        bootstrap_to_play,
+        num_positions,
+        td_steps,
+        discount,
+    )
     k = np.arange(num_positions)[None]
     left = steps_left[:, None]
     # Reward at k is of the action at t+k-1: real while k-1 < T - t; past a terminal it is 0.
@@ -196,13 +242,26 @@ def unroll_targets(segments: Sequence[Segment], positions: np.ndarray, unroll_st
     reward_targets = np.where(reward_real, reward_targets, 0.0).astype(np.float32)
     reward_mask = (reward_real | terminated[:, None]) & (k >= 1)
     policy_mask = np.broadcast_to(k < left, (batch, num_positions)).copy()
-    return UnrollTargets(actions=actions, values=values, rewards=reward_targets, policies=policies,
-                         value_mask=value_mask, reward_mask=reward_mask, policy_mask=policy_mask)
+    return UnrollTargets(
+        actions=actions,
+        values=values,
+        rewards=reward_targets,
+        policies=policies,
+        value_mask=value_mask,
+        reward_mask=reward_mask,
+        policy_mask=policy_mask,
+    )
 
 
-def _refresh_bootstrap_values(segments: Sequence[Segment], positions: np.ndarray, steps_left: np.ndarray,
-                              root_values: np.ndarray, num_positions: int, td_steps: int,
-                              value_fn: BootstrapValueFn) -> None:
+def _refresh_bootstrap_values(
+    segments: Sequence[Segment],
+    positions: np.ndarray,
+    steps_left: np.ndarray,
+    root_values: np.ndarray,
+    num_positions: int,
+    td_steps: int,
+    value_fn: BootstrapValueFn,
+) -> None:
     """Overwrite root_values[b, k + n] with value_fn of the stored observation there, in one call."""
     window_index = np.arange(num_positions) + td_steps  # (P,)
     rows, columns = np.nonzero(window_index[None] < steps_left[:, None])
@@ -233,8 +292,9 @@ class BootstrapTerms:
     observations: np.ndarray  # (B, K+1, *stacked_shape): the stacked observation at t+k+n (zeros off mask)
 
 
-def bootstrap_terms(segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int, td_steps: int,
-                    discount: float) -> BootstrapTerms:
+def bootstrap_terms(
+    segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int, td_steps: int, discount: float
+) -> BootstrapTerms:
     positions = np.asarray(positions, dtype=np.int64)
     batch, num_positions = len(segments), unroll_steps + 1
     stacked_shape = segments[0].stacked_observation(0).shape

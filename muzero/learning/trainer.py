@@ -46,8 +46,7 @@ class Trainer:
         decayed = [p for p in network.parameters() if p.ndim >= 2]
         not_decayed = [p for p in network.parameters() if p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
-            [{"params": decayed, "weight_decay": config.weight_decay},
-             {"params": not_decayed, "weight_decay": 0.0}],
+            [{"params": decayed, "weight_decay": config.weight_decay}, {"params": not_decayed, "weight_decay": 0.0}],
             lr=learning_rate_at(0, config),
         )
         self.step = 0
@@ -67,8 +66,12 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.step += 1
-        return {**loss.parts, "grad_norm": float(grad_norm), "learning_rate": learning_rate,
-                "priorities": loss.priorities}
+        return {
+            **loss.parts,
+            "grad_norm": float(grad_norm),
+            "learning_rate": learning_rate,
+            "priorities": loss.priorities,
+        }
 
     # --- checkpointable state: tensors plus JSON-able values, never pickled ---------
 
@@ -84,8 +87,10 @@ class Trainer:
                     tensors[f"optimizer.{param_index}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
                 else:
                     scalars.setdefault(str(param_index), {})[name] = value
-        groups = [{key: (list(value) if isinstance(value, tuple) else value) for key, value in group.items()}
-                  for group in optimizer_state["param_groups"]]
+        groups = [
+            {key: (list(value) if isinstance(value, tuple) else value) for key, value in group.items()}
+            for group in optimizer_state["param_groups"]
+        ]
         return {"tensors": tensors, "meta": {"step": self.step, "param_groups": groups, "scalars": scalars}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -97,8 +102,9 @@ class Trainer:
         except (KeyError, TypeError) as error:
             raise ValueError(f"trainer state: missing {error}") from None
         if len(groups) != len(self.optimizer.param_groups):
-            raise ValueError(f"trainer state: {len(groups)} parameter groups, optimizer has "
-                             f"{len(self.optimizer.param_groups)}")
+            raise ValueError(
+                f"trainer state: {len(groups)} parameter groups, optimizer has {len(self.optimizer.param_groups)}"
+            )
         per_param: dict[int, dict[str, Any]] = {}
         for key, value in tensors.items():
             prefix, index, name = key.split(".", 2)
@@ -107,11 +113,11 @@ class Trainer:
             per_param.setdefault(int(index), {})[name] = value.clone()  # never share the caller's tensors
         for index, values in meta.get("scalars", {}).items():
             per_param.setdefault(int(index), {}).update(values)
-        restored_groups = [{key: (tuple(value) if key == "betas" else value) for key, value in group.items()}
-                           for group in groups]
+        restored_groups = [
+            {key: (tuple(value) if key == "betas" else value) for key, value in group.items()} for group in groups
+        ]
         self.optimizer.load_state_dict({"state": per_param, "param_groups": restored_groups})
         self.step = int(step)
-
 
 
 class TargetNetwork:

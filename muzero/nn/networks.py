@@ -125,7 +125,9 @@ class ResidualBlock(nn.Module):
 
 
 def conv_stem(in_channels: int, channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU()
+    )
 
 
 class PooledHead(nn.Module):
@@ -153,9 +155,13 @@ class ResNetNetwork(MuZeroNetwork):
         in_channels, height, width = observation_shape
         channels, blocks, head = config.channels, config.num_blocks, config.head_hidden_size
         self.board_shape = (height, width)
-        self.representation = nn.Sequential(conv_stem(in_channels, channels), *[ResidualBlock(channels) for _ in range(blocks)])
+        self.representation = nn.Sequential(
+            conv_stem(in_channels, channels), *[ResidualBlock(channels) for _ in range(blocks)]
+        )
         self.action_planes = nn.Embedding(num_actions, height * width)
-        self.dynamics_body = nn.Sequential(conv_stem(channels + 1, channels), *[ResidualBlock(channels) for _ in range(blocks)])
+        self.dynamics_body = nn.Sequential(
+            conv_stem(channels + 1, channels), *[ResidualBlock(channels) for _ in range(blocks)]
+        )
         self.reward_head = PooledHead(channels, head, self.reward_support.size)
         self.value_head = PooledHead(channels, head, self.value_support.size)
         self.policy_conv = nn.Sequential(nn.Conv2d(channels, 2, 1), nn.ReLU())

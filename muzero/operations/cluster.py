@@ -65,34 +65,61 @@ class ClusterLayout:
 
 
 class Cluster:
-    def __init__(self, config: str, overrides: list[str], run_dir: str | Path, actors: int = 2, reanalyze: int = 1,
-                 shards: int = 2, redis_maxmemory: str = "1gb", redis_persistence: bool = False,
-                 extra_env: dict[str, dict[str, str]] | None = None):
+    def __init__(
+        self,
+        config: str,
+        overrides: list[str],
+        run_dir: str | Path,
+        actors: int = 2,
+        reanalyze: int = 1,
+        shards: int = 2,
+        redis_maxmemory: str = "1gb",
+        redis_persistence: bool = False,
+        extra_env: dict[str, dict[str, str]] | None = None,
+    ):
         if actors < 1 or shards < 1 or reanalyze < 0:
             raise ValueError("a cluster needs at least one actor and one shard, and reanalyze >= 0")
         self.run_dir = Path(run_dir).resolve()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.redis = [RedisServer(maxmemory=redis_maxmemory, appendonly=redis_persistence,
-                                  directory=self._folder(f"redis-{i}"))
-                      for i in range(shards)]
+        self.redis = [
+            RedisServer(maxmemory=redis_maxmemory, appendonly=redis_persistence, directory=self._folder(f"redis-{i}"))
+            for i in range(shards)
+        ]
         self.layout = ClusterLayout(str(self.run_dir), config, list(overrides), [r.url for r in self.redis])
         self.processes: dict[str, subprocess.Popen] = {}
         replay_port, learner_port = free_port(), free_port()
-        common = {"MUZERO_CONFIG": config, "MUZERO_SET": ";".join(overrides), "MUZERO_HOST": "127.0.0.1",
-                  "MUZERO_REPLAY_ADDR": f"127.0.0.1:{replay_port}", "MUZERO_LEARNER_ADDR": f"127.0.0.1:{learner_port}",
-                  "PYTHONUNBUFFERED": "1", "MUZERO_TORCH_THREADS": "1"}
+        common = {
+            "MUZERO_CONFIG": config,
+            "MUZERO_SET": ";".join(overrides),
+            "MUZERO_HOST": "127.0.0.1",
+            "MUZERO_REPLAY_ADDR": f"127.0.0.1:{replay_port}",
+            "MUZERO_LEARNER_ADDR": f"127.0.0.1:{learner_port}",
+            "PYTHONUNBUFFERED": "1",
+            "MUZERO_TORCH_THREADS": "1",
+        }
         extra_env = extra_env or {}
 
         def add(name: str, kind: str, grpc_port: int | None, **env: str) -> None:
             metrics = free_port()
             merged = {**common, "MUZERO_METRICS_PORT": str(metrics), **env, **extra_env.get(kind, {})}
-            self.layout.services.append(ServiceProcess(name, kind, grpc_port, metrics, merged,
-                                                       str(self.run_dir / "logs" / f"{name}.log")))
+            self.layout.services.append(
+                ServiceProcess(name, kind, grpc_port, metrics, merged, str(self.run_dir / "logs" / f"{name}.log"))
+            )
 
-        add("replay", "replay", replay_port, MUZERO_REPLAY_PORT=str(replay_port),
-            MUZERO_REDIS_URLS=",".join(self.layout.redis_urls))
-        add("learner", "learner", learner_port, MUZERO_LEARNER_PORT=str(learner_port),
-            MUZERO_RUN_DIR=str(self.run_dir / "learner"))
+        add(
+            "replay",
+            "replay",
+            replay_port,
+            MUZERO_REPLAY_PORT=str(replay_port),
+            MUZERO_REDIS_URLS=",".join(self.layout.redis_urls),
+        )
+        add(
+            "learner",
+            "learner",
+            learner_port,
+            MUZERO_LEARNER_PORT=str(learner_port),
+            MUZERO_RUN_DIR=str(self.run_dir / "learner"),
+        )
         for i in range(actors):
             port = free_port()
             add(f"actor-{i}", "actor", port, MUZERO_ACTOR_ID=str(i), MUZERO_HEALTH_PORT=str(port))
@@ -124,9 +151,14 @@ class Cluster:
     def start_service(self, name: str) -> subprocess.Popen:
         service = self.layout.service(name)
         log = open(service.log, "ab")
-        process = subprocess.Popen([sys.executable, "-m", f"services.{service.kind}"],
-                                   env={**os.environ, **service.env}, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=ROOT, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service.kind}"],
+            env={**os.environ, **service.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            preexec_fn=_die_with_parent,
+        )
         log.close()
         service.pid = process.pid
         self.processes[name] = process
@@ -181,10 +213,17 @@ class Cluster:
         return codes
 
 
-RATE_METRICS = {"actor": "muzero_actor_env_steps_total", "learner": "muzero_learner_samples_total",
-                "reanalyze": "muzero_reanalyze_transitions_total", "replay": "muzero_replay_appended_transitions_total"}
-VERSION_METRICS = {"actor": "muzero_actor_model_version", "learner": "muzero_learner_model_version",
-                   "reanalyze": "muzero_reanalyze_model_version"}
+RATE_METRICS = {
+    "actor": "muzero_actor_env_steps_total",
+    "learner": "muzero_learner_samples_total",
+    "reanalyze": "muzero_reanalyze_transitions_total",
+    "replay": "muzero_replay_appended_transitions_total",
+}
+VERSION_METRICS = {
+    "actor": "muzero_actor_model_version",
+    "learner": "muzero_learner_model_version",
+    "reanalyze": "muzero_reanalyze_model_version",
+}
 
 
 def status(run_dir: str | Path, interval_s: float = 1.0) -> list[dict]:
@@ -218,9 +257,18 @@ def status(run_dir: str | Path, interval_s: float = 1.0) -> list[dict]:
             rate = (second.get(rate_name, 0.0) - first[service.name].get(rate_name, 0.0)) / interval_s
         version_name = VERSION_METRICS.get(service.kind)
         version = int(second[version_name]) if second and version_name and version_name in second else None
-        rows.append({"name": service.name, "pid": service.pid, "alive": alive, "health": health,
-                     "model_version": version, "rate_name": rate_name, "rate_per_s": rate,
-                     "metrics": service.metrics_url})
+        rows.append(
+            {
+                "name": service.name,
+                "pid": service.pid,
+                "alive": alive,
+                "health": health,
+                "model_version": version,
+                "rate_name": rate_name,
+                "rate_per_s": rate,
+                "metrics": service.metrics_url,
+            }
+        )
     return rows
 
 

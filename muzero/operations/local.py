@@ -22,17 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from muzero.storage.checkpoint import CheckpointManager
-from muzero.config import ExperimentConfig
-from muzero.operations.curves import CurvePoint, LearningCurve
-from muzero.envs.vector import make_vector_env
 from muzero.acting.evaluation import evaluate_board, evaluate_returns
+from muzero.acting.selfplay import SelfPlay
+from muzero.config import ExperimentConfig
+from muzero.envs.vector import make_vector_env
 from muzero.learning.batch import batch_from_sample
 from muzero.learning.learner import Learner
 from muzero.learning.supports import adapt_to_env
+from muzero.operations.curves import CurvePoint, LearningCurve
 from muzero.operations.progress import Progress
+from muzero.storage.checkpoint import CheckpointManager
 from muzero.storage.replay.memory import MemoryReplay
-from muzero.acting.selfplay import SelfPlay
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,12 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
     del shape_env
     acting_network = copy.deepcopy(network)
     selfplay = SelfPlay(config, acting_network, seed=training.seed, device=device)
-    replay = MemoryReplay(config.replay, num_actions=selfplay.env.num_actions,
-                          observation_shape=selfplay.env.observation_shape, frame_stack=config.env.frame_stack)
+    replay = MemoryReplay(
+        config.replay,
+        num_actions=selfplay.env.num_actions,
+        observation_shape=selfplay.env.observation_shape,
+        frame_stack=config.env.frame_stack,
+    )
     checkpoints = CheckpointManager(run_dir, keep_last=3)
     curve = LearningCurve(run_dir / "curve.csv")
 
@@ -136,15 +140,20 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                 if replay.num_transitions >= config.replay.min_size:
                     trained_before = learner.step
                     while samples_trained < training.train_ratio * selfplay.env_steps:
-                        batch = batch_from_sample(replay.sample(training.batch_size, rng), training,
-                                                  config.env.frame_stack, rng,
-                                                  bootstrap_observations=learner.wants_bootstrap_observations)
+                        batch = batch_from_sample(
+                            replay.sample(training.batch_size, rng),
+                            training,
+                            config.env.frame_stack,
+                            rng,
+                            bootstrap_observations=learner.wants_bootstrap_observations,
+                        )
                         out = learner.train(batch)
                         replay.update_priorities(batch.keys, out["priorities"])
                         samples_trained += batch.size
                         last_loss = out["total"]
-                        clipped = {key: out[key] for key in ("value_targets_clipped", "reward_targets_clipped")
-                                   if key in out}
+                        clipped = {
+                            key: out[key] for key in ("value_targets_clipped", "reward_targets_clipped") if key in out
+                        }
                         if learner.checkpoint_due:
                             save()
                     if learner.step != trained_before:

@@ -58,7 +58,7 @@ class Progress:
         self._live: Live | None = None
         self._values: dict[str, Any] = {}
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.live_enabled:
             self._live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=4, transient=False)
             self._live.__enter__()
@@ -90,8 +90,11 @@ class Progress:
         if self._live is not None:
             self._live.update(self._table())
         else:
-            parts = [f"{label}={_format(self._values.get(key), pattern)}" for key, label, pattern in FIELDS
-                     if self._values.get(key) is not None]
+            parts = [
+                f"{label}={_format(self._values.get(key), pattern)}"
+                for key, label, pattern in FIELDS
+                if self._values.get(key) is not None
+            ]
             clipped = clipped_targets_text(self._values)
             if clipped is not None:
                 parts.append(f"clipped targets={clipped}")

@@ -24,8 +24,13 @@ class PrometheusServer:
     """One prometheus: ``targets`` maps a job name to its ``host:port`` targets, each scraped on
     /metrics every ``scrape_interval_s``; its config, log and TSDB live in its own folder."""
 
-    def __init__(self, targets: dict[str, list[str]], scrape_interval_s: float = 1.0, port: int | None = None,
-                 directory: Path | None = None):
+    def __init__(
+        self,
+        targets: dict[str, list[str]],
+        scrape_interval_s: float = 1.0,
+        port: int | None = None,
+        directory: Path | None = None,
+    ):
         if not targets or not all(targets.values()):
             raise ValueError(f"prometheus needs at least one target per job, got {targets}")
         if scrape_interval_s <= 0:
@@ -45,9 +50,12 @@ class PrometheusServer:
     def _write_config(self) -> None:
         interval = f"{round(self.scrape_interval_s * 1000)}ms"
         # A scrape may take the whole interval, no longer (Prometheus rejects a timeout above it).
-        config = {"global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
-                  "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(hosts)}]}
-                                     for job, hosts in self.targets.items()]}
+        config = {
+            "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(hosts)}]} for job, hosts in self.targets.items()
+            ],
+        }
         self.config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
 
     def start(self, timeout_s: float = 60.0) -> PrometheusServer:
@@ -55,23 +63,33 @@ class PrometheusServer:
         self._write_config()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [prometheus_binary(), f"--config.file={self.config_path}",
-                 f"--storage.tsdb.path={self.directory / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                [
+                    prometheus_binary(),
+                    f"--config.file={self.config_path}",
+                    f"--storage.tsdb.path={self.directory / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
         deadline = time.monotonic() + timeout_s
         while True:  # ready once it has loaded its config and opened the TSDB
             if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus on port {self.port} exited with {self.process.returncode}: "
-                                   f"{self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"prometheus on port {self.port} exited with {self.process.returncode}: "
+                    f"{self.log_path.read_text()[-2000:]}"
+                )
             try:
                 urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).read()
                 return self
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"prometheus on port {self.port} not ready after {timeout_s} s: "
-                                   f"{self.log_path.read_text()[-2000:]}")
+                raise TimeoutError(
+                    f"prometheus on port {self.port} not ready after {timeout_s} s: {self.log_path.read_text()[-2000:]}"
+                )
             time.sleep(0.2)
 
     def query(self, expr: str, at: float | None = None) -> list[dict]:
@@ -79,8 +97,9 @@ class PrometheusServer:
         back as one series without labels, a range selector as series with ``values``."""
         params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
         try:
-            with urllib.request.urlopen(f"{self.url}/api/v1/query?" + urllib.parse.urlencode(params),
-                                        timeout=10) as response:
+            with urllib.request.urlopen(
+                f"{self.url}/api/v1/query?" + urllib.parse.urlencode(params), timeout=10
+            ) as response:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as error:  # a bad query: Prometheus says why in the body
             raise ValueError(f"prometheus refused {expr!r}: {error.read().decode(errors='replace')}") from None

@@ -78,8 +78,9 @@ def redis_server_binary() -> str:
 class RedisServer:
     """One redis-server: no snapshots unless ``appendonly``, noeviction, its own folder."""
 
-    def __init__(self, maxmemory: str = "512mb", appendonly: bool = False, port: int | None = None,
-                 directory: Path | None = None):
+    def __init__(
+        self, maxmemory: str = "512mb", appendonly: bool = False, port: int | None = None, directory: Path | None = None
+    ):
         self.port = port or free_port()
         self.directory = directory or Path(tempfile.mkdtemp(prefix="muzero-redis-"))
         self.maxmemory = maxmemory
@@ -91,12 +92,32 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 20.0) -> RedisServer:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--dir", str(self.directory), "--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction",
-                "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-                "--protected-mode", "no", "--daemonize", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent)
+        args = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self.directory),
+            "--maxmemory",
+            self.maxmemory,
+            "--maxmemory-policy",
+            "noeviction",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
         client = self.client()
         deadline = time.monotonic() + timeout_s
         while True:  # wait until it answers (loading an AOF can take a moment)

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from muzero import config as config_module
 from muzero.learning.supports import adapt_to_env
@@ -31,9 +31,14 @@ class JsonFormatter(logging.Formatter):
         self.state = state
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-                "service": self.state.service, "level": record.levelname, "logger": record.name,
-                "model_version": self.state.model_version, "message": record.getMessage()}
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "service": self.state.service,
+            "level": record.levelname,
+            "logger": record.name,
+            "model_version": self.state.model_version,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line)
@@ -51,15 +56,26 @@ def configure_logging(service: str) -> ServiceState:
 
 def base_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     env = os.environ
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=env.get("MUZERO_CONFIG", "cartpole"),
-                        help="preset name or TOML file (env MUZERO_CONFIG)")
-    parser.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
-                        help="config override, repeatable (env MUZERO_SET, ';'-separated)")
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", default=env.get("MUZERO_CONFIG", "cartpole"), help="preset name or TOML file (env MUZERO_CONFIG)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="config override, repeatable (env MUZERO_SET, ';'-separated)",
+    )
     parser.add_argument("--host", default=env.get("MUZERO_HOST", "0.0.0.0"), help="address to listen on")
-    parser.add_argument("--metrics-port", type=int, default=int(env.get("MUZERO_METRICS_PORT", 9100)),
-                        help="Prometheus /metrics port, 0: off (env MUZERO_METRICS_PORT)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env.get("MUZERO_METRICS_PORT", 9100)),
+        help="Prometheus /metrics port, 0: off (env MUZERO_METRICS_PORT)",
+    )
     return parser
 
 
@@ -70,8 +86,12 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
     return args
 
 
-def start(service: str, parser: argparse.ArgumentParser, argv: list[str] | None,
-          extra_overrides: Callable[[argparse.Namespace], list[str]] = lambda args: []):
+def start(
+    service: str,
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    extra_overrides: Callable[[argparse.Namespace], list[str]] = lambda args: [],
+):
     """Parse the arguments, set up JSON logging and load the config: (args, config, log state).
     A bad config ends the process with status 2 and one line naming the key."""
     args = parse(parser, argv)
@@ -88,8 +108,11 @@ def start(service: str, parser: argparse.ArgumentParser, argv: list[str] | None,
         import torch
 
         if not torch.cuda.is_available():
-            print(f"{service}: bad config: training.device: {config.training.device!r}, but this machine has no "
-                  "CUDA device (or torch was built without CUDA)", file=sys.stderr)
+            print(
+                f"{service}: bad config: training.device: {config.training.device!r}, but this machine has no "
+                "CUDA device (or torch was built without CUDA)",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
     logging.getLogger(f"muzero.{service}").info(support_fit.summary())
     return args, config, state

@@ -265,5 +265,14 @@ class GumbelMuZero(TreeSearcher):
 
     def _descend(self, batch: int, simulation: int) -> int:
         tree = self.tree
-        return self._descend_kernel(tree.arrays, tree.descent, batch, simulation, self.c_visit, self.c_scale,
-                                    self._root_score, self._num_considered, self.schedule)  # fmt: skip
+        return self._descend_kernel(
+            tree.arrays,
+            tree.descent,
+            batch,
+            simulation,
+            self.c_visit,
+            self.c_scale,
+            self._root_score,
+            self._num_considered,
+            self.schedule,
+        )

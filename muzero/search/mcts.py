@@ -20,7 +20,8 @@ ends that way the step call is skipped.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -189,8 +190,12 @@ class MCTS(TreeSearcher):
             raise TypeError(f"score_fn must be a numba @njit function, got {type(score_fn).__name__}")
         if not pb_c_init > 0 or not pb_c_base > 0:
             raise ValueError(f"pb_c_init and pb_c_base must be > 0, got {pb_c_init} and {pb_c_base}")
-        components = {"root_noise": root_noise, "select_action": select_action, "policy_target": policy_target,
-                      "on_search_finished": on_search_finished}  # fmt: skip
+        components = {
+            "root_noise": root_noise,
+            "select_action": select_action,
+            "policy_target": policy_target,
+            "on_search_finished": on_search_finished,
+        }
         for name, component in components.items():
             if component is not None and not callable(component):
                 raise TypeError(f"{name} must be callable, got {type(component).__name__}")
@@ -249,8 +254,9 @@ class MCTS(TreeSearcher):
 
     def _descend(self, batch: int, simulation: int) -> int:
         tree = self.tree
-        return self._descend_kernel(self._selection_rule, tree.arrays, tree.descent, batch, self.pb_c_init,
-                                    self.pb_c_base)  # fmt: skip
+        return self._descend_kernel(
+            self._selection_rule, tree.arrays, tree.descent, batch, self.pb_c_init, self.pb_c_base
+        )
 
 
 def check_run_arguments(rng: Any, temperature: float) -> None:
@@ -284,10 +290,16 @@ def make_search(config: SearchConfig, num_actions: int, batch_size: int, discoun
         if unused:
             raise ValueError(f"algorithm='gumbel' has its own rules and does not take: {', '.join(unused)}")
         return GumbelMuZero(
-            num_actions, batch_size, config.num_simulations, discount,
-            max_considered_actions=config.max_considered_actions, gumbel_scale=config.gumbel_scale,
-            c_visit=config.c_visit, c_scale=config.c_scale, **components,
-        )  # fmt: skip
+            num_actions,
+            batch_size,
+            config.num_simulations,
+            discount,
+            max_considered_actions=config.max_considered_actions,
+            gumbel_scale=config.gumbel_scale,
+            c_visit=config.c_visit,
+            c_scale=config.c_scale,
+            **components,
+        )
     if config.algorithm != "muzero":
         raise ValueError(f"search.algorithm must be 'muzero' or 'gumbel', got {config.algorithm!r}")
     known = {"score_fn", "root_noise", "select_action", "policy_target", "on_search_finished"}
@@ -295,5 +307,12 @@ def make_search(config: SearchConfig, num_actions: int, batch_size: int, discoun
     if unknown:
         raise TypeError(f"make_search: unknown components {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     components.setdefault("root_noise", DirichletNoise(config.dirichlet_alpha, config.exploration_fraction))
-    return MCTS(num_actions, batch_size, config.num_simulations, discount,
-                pb_c_init=config.pb_c_init, pb_c_base=config.pb_c_base, **components)  # fmt: skip
+    return MCTS(
+        num_actions,
+        batch_size,
+        config.num_simulations,
+        discount,
+        pb_c_init=config.pb_c_init,
+        pb_c_base=config.pb_c_base,
+        **components,
+    )

@@ -12,7 +12,7 @@ embedding it gathers and scatters.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -54,8 +54,9 @@ class LearnedModel:
     network call costs roughly a third less on a CPU. Worth it for long runs.
     """
 
-    def __init__(self, network: MuZeroNetwork, device: str | torch.device = "cpu", num_players: int = 1,
-                 compile: bool = False):
+    def __init__(
+        self, network: MuZeroNetwork, device: str | torch.device = "cpu", num_players: int = 1, compile: bool = False
+    ):
         if num_players not in (1, 2):
             raise ValueError(f"num_players must be 1 or 2, got {num_players}")
         self.network = network
@@ -78,8 +79,13 @@ class LearnedModel:
             legal_mask = np.ones((batch, self.num_actions), dtype=bool)
         if to_play is None:
             to_play = np.zeros(batch, dtype=np.int8)
-        return RootInput(_to_numpy(logits), _to_numpy(value), hidden, legal_mask.astype(bool, copy=False),
-                         to_play.astype(np.int8, copy=False))
+        return RootInput(
+            _to_numpy(logits),
+            _to_numpy(value),
+            hidden,
+            legal_mask.astype(bool, copy=False),
+            to_play.astype(np.int8, copy=False),
+        )
 
     @torch.inference_mode()
     def __call__(self, embedding: torch.Tensor, action: np.ndarray, to_play: np.ndarray) -> StepOutput:
@@ -90,8 +96,15 @@ class LearnedModel:
             self._all_legal = np.ones((batch, self.num_actions), dtype=bool)
             self._no_terminal = np.zeros(batch, dtype=bool)
         next_to_play = (1 - to_play).astype(np.int8) if self.num_players == 2 else to_play
-        return StepOutput(_to_numpy(reward), _to_numpy(value), _to_numpy(logits), hidden, next_to_play,
-                          self._all_legal[:batch], self._no_terminal[:batch])
+        return StepOutput(
+            _to_numpy(reward),
+            _to_numpy(value),
+            _to_numpy(logits),
+            hidden,
+            next_to_play,
+            self._all_legal[:batch],
+            self._no_terminal[:batch],
+        )
 
 
 Evaluator = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -128,8 +141,9 @@ class RolloutEvaluator:
         logits = np.zeros((batch, self.game.num_actions), dtype=np.float32)
         total = np.zeros(batch, dtype=np.float64)
         for _ in range(self.num_rollouts):
-            total += random_playout_return(self.game, states, self.rng, self.max_moves,
-                                           perspective=self.game.to_play(states))
+            total += random_playout_return(
+                self.game, states, self.rng, self.max_moves, perspective=self.game.to_play(states)
+            )
         return logits, (total / self.num_rollouts).astype(np.float32)
 
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -216,8 +217,19 @@ def expand_and_backup(tree, descent, out, batch, simulation, discount):
             new = tree.node_count[b]
             tree.node_count[b] = new + 1
             edges[b, node, action].child = new
-            init_node(tree, b, new, out.to_play[b], out.reward[b], out.value[b], out.terminal[b],
-                      out.legal_mask[b], node, action, simulation + 1)  # fmt: skip
+            init_node(
+                tree,
+                b,
+                new,
+                out.to_play[b],
+                out.reward[b],
+                out.value[b],
+                out.terminal[b],
+                out.legal_mask[b],
+                node,
+                action,
+                simulation + 1,
+            )
             max_logit = -np.inf
             for a in range(num_actions):
                 if out.legal_mask[b, a] and out.prior_logits[b, a] > max_logit:
@@ -399,8 +411,11 @@ class SearchTree:
     and the simulation loop every selection rule shares."""
 
     def __init__(self, num_actions: int, batch_size_max: int, num_simulations: int, discount: float):
-        for name, value in (("num_actions", num_actions), ("batch_size_max", batch_size_max),
-                            ("num_simulations", num_simulations)):  # fmt: skip
+        for name, value in (
+            ("num_actions", num_actions),
+            ("batch_size_max", batch_size_max),
+            ("num_simulations", num_simulations),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
             if value < 1:
@@ -433,9 +448,13 @@ class SearchTree:
         self._expand_and_backup = Kernel(expand_and_backup)
         # Stand-in step outputs for a simulation where no root needs the model.
         self._idle_output = StepArrays(
-            np.zeros(rows, np.float32), np.zeros(rows, np.float32), np.zeros((rows, self.num_actions), np.float32),
-            np.zeros(rows, np.int8), np.zeros((rows, self.num_actions), np.bool_), np.zeros(rows, np.bool_),
-        )  # fmt: skip
+            np.zeros(rows, np.float32),
+            np.zeros(rows, np.float32),
+            np.zeros((rows, self.num_actions), np.float32),
+            np.zeros(rows, np.int8),
+            np.zeros((rows, self.num_actions), np.bool_),
+            np.zeros(rows, np.bool_),
+        )
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -466,8 +485,14 @@ class SearchTree:
 
     def reset(self, root: RootInput, root_prior: np.ndarray, batch: int) -> None:
         """Start a search from ``root`` with root prior probabilities ``root_prior`` (B, A)."""
-        reset_roots(self.arrays, batch, np.asarray(root_prior, dtype=np.float32), root.legal_mask,
-                    np.asarray(root.value, dtype=np.float64), np.asarray(root.to_play, dtype=np.int8))  # fmt: skip
+        reset_roots(
+            self.arrays,
+            batch,
+            np.asarray(root_prior, dtype=np.float32),
+            root.legal_mask,
+            np.asarray(root.value, dtype=np.float64),
+            np.asarray(root.to_play, dtype=np.int8),
+        )
         self.embeddings.reset(root.embedding, batch)
 
     # -- the loop -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +68,15 @@ def header_path(weights_path: Path) -> Path:
     return weights_path.with_suffix(".json")
 
 
-def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: ExperimentConfig, step: int,
-                    version: int, trainer_state: dict[str, Any] | None = None,
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    network: torch.nn.Module,
+    config: ExperimentConfig,
+    step: int,
+    version: int,
+    trainer_state: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint; return the weights file's path.
 
     ``path`` is a ``.safetensors`` file, or a directory (created if needed) in
@@ -80,12 +86,15 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: E
     weights_path = path if path.suffix == ".safetensors" else path / f"{checkpoint_name(step)}.safetensors"
     weights_path.parent.mkdir(parents=True, exist_ok=True)
 
-    tensors = {MODEL_PREFIX + name: tensor.detach().cpu().contiguous()
-               for name, tensor in network.state_dict().items()}
+    tensors = {MODEL_PREFIX + name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
     trainer_meta = None
     if trainer_state is not None:
-        tensors.update({TRAINER_PREFIX + name: tensor.detach().cpu().contiguous()
-                        for name, tensor in trainer_state["tensors"].items()})
+        tensors.update(
+            {
+                TRAINER_PREFIX + name: tensor.detach().cpu().contiguous()
+                for name, tensor in trainer_state["tensors"].items()
+            }
+        )
         trainer_meta = trainer_state["meta"]
     payload = safetensors_save(tensors, metadata={"format": FORMAT})
     header = {
@@ -97,7 +106,7 @@ def save_checkpoint(path: str | os.PathLike, network: torch.nn.Module, config: E
         "step": int(step),
         "version": int(version),
         "config": config.to_dict(),
-        "created": datetime.now(timezone.utc).isoformat(),
+        "created": datetime.now(UTC).isoformat(),
         "created_unix": time.time(),
         "muzero_version": muzero.__version__,
         "trainer": trainer_meta,
@@ -122,14 +131,24 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
         config = from_dict(header["config"])
     except ConfigError as error:
         raise CheckpointError(f"{header_path(weights_path)}: invalid config: {error}") from None
-    state_dict = {name[len(MODEL_PREFIX):]: t for name, t in tensors.items() if name.startswith(MODEL_PREFIX)}
+    state_dict = {name[len(MODEL_PREFIX) :]: t for name, t in tensors.items() if name.startswith(MODEL_PREFIX)}
     trainer_state = None
     if header.get("trainer") is not None:
-        trainer_state = {"meta": header["trainer"],
-                         "tensors": {name[len(TRAINER_PREFIX):]: t for name, t in tensors.items()
-                                     if name.startswith(TRAINER_PREFIX)}}
-    return LoadedCheckpoint(config=config, step=header["step"], version=header["version"], state_dict=state_dict,
-                            trainer_state=trainer_state, header=header, path=weights_path)
+        trainer_state = {
+            "meta": header["trainer"],
+            "tensors": {
+                name[len(TRAINER_PREFIX) :]: t for name, t in tensors.items() if name.startswith(TRAINER_PREFIX)
+            },
+        }
+    return LoadedCheckpoint(
+        config=config,
+        step=header["step"],
+        version=header["version"],
+        state_dict=state_dict,
+        trainer_state=trainer_state,
+        header=header,
+        path=weights_path,
+    )
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
@@ -145,10 +164,15 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{json_path}: not a {FORMAT} header")
     if header.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{json_path}: format_version {header.get('format_version')!r} is not "
-                              f"{FORMAT_VERSION}")
-    for key, kind in (("weights_file", str), ("sha256", str), ("size_bytes", int), ("step", int), ("version", int),
-                      ("config", dict)):
+        raise CheckpointError(f"{json_path}: format_version {header.get('format_version')!r} is not {FORMAT_VERSION}")
+    for key, kind in (
+        ("weights_file", str),
+        ("sha256", str),
+        ("size_bytes", int),
+        ("step", int),
+        ("version", int),
+        ("config", dict),
+    ):
         if not isinstance(header.get(key), kind):
             raise CheckpointError(f"{json_path}: header field {key!r} missing or not a {kind.__name__}")
     name = header["weights_file"]
@@ -166,8 +190,10 @@ def _read_verified(weights_path: Path, header: dict[str, Any]) -> bytes:
         raise CheckpointError(f"{weights_path}: unreadable: {error}") from None
     digest = hashlib.sha256(payload).hexdigest()
     if digest != header["sha256"]:
-        raise CheckpointError(f"{weights_path}: sha256 mismatch: header says {header['sha256']}, file has {digest} "
-                              f"({len(payload)} bytes, header says {header['size_bytes']})")
+        raise CheckpointError(
+            f"{weights_path}: sha256 mismatch: header says {header['sha256']}, file has {digest} "
+            f"({len(payload)} bytes, header says {header['size_bytes']})"
+        )
     return payload
 
 
@@ -219,8 +245,15 @@ class CheckpointManager:
         self.directory = Path(run_dir) / "checkpoints"
         self.keep_last = keep_last
 
-    def save(self, network: torch.nn.Module, config: ExperimentConfig, step: int, version: int,
-             trainer_state: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        network: torch.nn.Module,
+        config: ExperimentConfig,
+        step: int,
+        version: int,
+        trainer_state: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
         path = save_checkpoint(self.directory, network, config, step, version, trainer_state, extra)
         pointer = {"weights_file": path.name, "header_file": header_path(path).name, "step": int(step)}
         write_atomically(self.directory / LATEST_POINTER, json.dumps(pointer).encode())
@@ -229,8 +262,13 @@ class CheckpointManager:
 
     def save_learner(self, learner: Learner) -> Path:
         """A checkpoint of the learner at its step: weights, optimizer state, config."""
-        return self.save(learner.network, learner.config, step=learner.step, version=learner.step,
-                         trainer_state=learner.trainer_state())
+        return self.save(
+            learner.network,
+            learner.config,
+            step=learner.step,
+            version=learner.step,
+            trainer_state=learner.trainer_state(),
+        )
 
     def resume_learner(self, learner: Learner) -> int | None:
         """Load the newest verified checkpoint into ``learner``; its step, or None if there is none."""

@@ -14,8 +14,8 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 
@@ -23,8 +23,13 @@ from muzero.storage.checkpoint import CheckpointError, checkpoint_name, header_p
 from muzero.transport.grpc_util import GrpcClient, backoff_delays, call_with_retries
 from muzero.wire.v1 import checkpoint_pb2, checkpoint_pb2_grpc
 
-_RESUMABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
-              grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
+_RESUMABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.CANCELLED,
+}
 
 
 class CheckpointClient(GrpcClient):
@@ -33,8 +38,9 @@ class CheckpointClient(GrpcClient):
     def latest(self) -> checkpoint_pb2.CheckpointInfo | None:
         """The newest published checkpoint, or None if there is none yet."""
         try:
-            return call_with_retries(lambda: self._stub.Latest(checkpoint_pb2.LatestRequest(), timeout=self.timeout_s),
-                                     what="Latest")
+            return call_with_retries(
+                lambda: self._stub.Latest(checkpoint_pb2.LatestRequest(), timeout=self.timeout_s), what="Latest"
+            )
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -71,8 +77,10 @@ class CheckpointClient(GrpcClient):
                     try:
                         for chunk in self._stub.Fetch(request, timeout=self.timeout_s * 20):
                             if chunk.HasField("info"):
-                                if info is not None and (chunk.info.sha256, chunk.info.version) != \
-                                        (info.sha256, info.version):
+                                if info is not None and (chunk.info.sha256, chunk.info.version) != (
+                                    info.sha256,
+                                    info.version,
+                                ):
                                     raise CheckpointError(f"version {info.version} changed while it was pulled")
                                 info = chunk.info
                             if info is None or chunk.offset != received:
@@ -92,9 +100,11 @@ class CheckpointClient(GrpcClient):
             if info is None:
                 raise CheckpointError(f"{self.target} sent no checkpoint")
             if received != info.size or digest.hexdigest() != info.sha256:
-                raise CheckpointError(f"checkpoint version {info.version} failed verification: got {received} bytes "
-                                      f"with sha256 {digest.hexdigest()}, expected {info.size} bytes with "
-                                      f"sha256 {info.sha256}; the download was deleted")
+                raise CheckpointError(
+                    f"checkpoint version {info.version} failed verification: got {received} bytes "
+                    f"with sha256 {digest.hexdigest()}, expected {info.size} bytes with "
+                    f"sha256 {info.sha256}; the download was deleted"
+                )
             header = json.loads(info.header_json)
             if header.get("sha256") != info.sha256:
                 raise CheckpointError("the header's sha256 does not match the one announced")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 
@@ -34,8 +34,13 @@ def read_published(path: Path) -> Published:
     header_text = header_path(path).read_text()
     header = json.loads(header_text)
     info = checkpoint_pb2.CheckpointInfo(
-        version=int(header["version"]), step=int(header["step"]), sha256=str(header["sha256"]),
-        size=int(header["size_bytes"]), header_json=header_text, published_unix_s=float(header.get("created_unix", 0)))
+        version=int(header["version"]),
+        step=int(header["step"]),
+        sha256=str(header["sha256"]),
+        size=int(header["size_bytes"]),
+        header_json=header_text,
+        published_unix_s=float(header.get("created_unix", 0)),
+    )
     return Published(info, path)
 
 
@@ -101,12 +106,15 @@ class CheckpointServicer(checkpoint_pb2_grpc.CheckpointServiceServicer):
         published = self._find(request.version)
         if published is None:
             known = ", ".join(str(p.info.version) for p in self._all()) or "none"
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"version: {request.version} is not published (available: {known})")
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"version: {request.version} is not published (available: {known})"
+            )
         info = published.info
         if not 0 <= request.offset <= info.size:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"offset: must be in [0, {info.size}] for version {info.version}, got {request.offset}")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"offset: must be in [0, {info.size}] for version {info.version}, got {request.offset}",
+            )
         try:
             handle = open(published.path, "rb")
         except OSError:
@@ -129,8 +137,7 @@ class CheckpointServicer(checkpoint_pb2_grpc.CheckpointServiceServicer):
 
     def Watch(self, request: checkpoint_pb2.WatchRequest, context) -> Iterator[checkpoint_pb2.CheckpointInfo]:
         if request.after_version < 0:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"after_version: must be >= 0, got {request.after_version}")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"after_version: must be >= 0, got {request.after_version}")
         announced = request.after_version
         while context.is_active():
             latest = self._latest()

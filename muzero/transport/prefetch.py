@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from muzero.transport.grpc_util import backoff_delays, describe
 
@@ -31,8 +31,7 @@ class Prefetcher:
         self._stop = threading.Event()
         self.failures = 0
         self.last_error: BaseException | None = None
-        self._threads = [threading.Thread(target=self._run, name=f"prefetch-{i}", daemon=True)
-                         for i in range(streams)]
+        self._threads = [threading.Thread(target=self._run, name=f"prefetch-{i}", daemon=True) for i in range(streams)]
         for thread in self._threads:
             thread.start()
 

@@ -55,8 +55,10 @@ class PriorityPusher:
             pending = [(keys, priorities) for keys, priorities in pending if keys is not None]
             if not pending:
                 return
-            keys = SampleKeys(segment_ids=np.concatenate([k.segment_ids for k, _ in pending]),
-                              positions=np.concatenate([k.positions for k, _ in pending]))
+            keys = SampleKeys(
+                segment_ids=np.concatenate([k.segment_ids for k, _ in pending]),
+                positions=np.concatenate([k.positions for k, _ in pending]),
+            )
             priorities = np.concatenate([p for _, p in pending])
             try:
                 self.client.update_priorities(keys, priorities)

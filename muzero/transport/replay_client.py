@@ -16,15 +16,15 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import grpc
 import numpy as np
 
-from muzero.transport.grpc_util import GrpcClient, backoff_delays, call_with_retries, make_channel
 from muzero.learning.batch import Batch
 from muzero.learning.segment import SampleKeys, Segment
+from muzero.transport.grpc_util import GrpcClient, backoff_delays, call_with_retries, make_channel
 from muzero.wire import codec
 from muzero.wire.v1 import replay_pb2, replay_pb2_grpc
 
@@ -72,10 +72,12 @@ class SegmentWriter:
         """Queue ``segment``; blocks while ``max_inflight`` segments are unacknowledged."""
         message = codec.segment_to_proto(segment, self.experiment)
         with self._condition:
-            if not self._condition.wait_for(lambda: len(self._pending) < self.max_inflight or self._closed,
-                                            timeout=timeout_s):
-                raise TimeoutError(f"replay at {self.target}: {self.max_inflight} segments still unacknowledged "
-                                   f"after {timeout_s} s")
+            if not self._condition.wait_for(
+                lambda: len(self._pending) < self.max_inflight or self._closed, timeout=timeout_s
+            ):
+                raise TimeoutError(
+                    f"replay at {self.target}: {self.max_inflight} segments still unacknowledged after {timeout_s} s"
+                )
             if self._closed:
                 raise RuntimeError("the segment writer is closed")
             if segment.segment_id in self._pending:
@@ -161,10 +163,20 @@ class ReplayClient(GrpcClient):
 
     stub_class = replay_pb2_grpc.ReplayServiceStub
 
-    def sample(self, batch_size: int, num_batches: int = 1, uniform: bool = False,
-               timeout_s: float | None = None, bootstrap_observations: bool = False) -> Iterator[Batch[np.ndarray]]:
-        request = replay_pb2.SampleRequest(batch_size=batch_size, num_batches=num_batches, uniform=uniform,
-                                           bootstrap_observations=bootstrap_observations)
+    def sample(
+        self,
+        batch_size: int,
+        num_batches: int = 1,
+        uniform: bool = False,
+        timeout_s: float | None = None,
+        bootstrap_observations: bool = False,
+    ) -> Iterator[Batch[np.ndarray]]:
+        request = replay_pb2.SampleRequest(
+            batch_size=batch_size,
+            num_batches=num_batches,
+            uniform=uniform,
+            bootstrap_observations=bootstrap_observations,
+        )
         for message in self._stub.Sample(request, timeout=timeout_s or self.timeout_s * num_batches):
             yield codec.training_batch_from_proto(message)
 
@@ -172,26 +184,39 @@ class ReplayClient(GrpcClient):
         request = replay_pb2.PriorityUpdate(segment_ids=[str(i) for i in keys.segment_ids])
         codec.tensor_to_proto(np.asarray(keys.positions, dtype=np.int64), request.positions)
         codec.tensor_to_proto(np.asarray(priorities, dtype=np.float32), request.priorities)
-        return call_with_retries(lambda: self._stub.UpdatePriorities(request, timeout=self.timeout_s),
-                                 what="UpdatePriorities")
+        return call_with_retries(
+            lambda: self._stub.UpdatePriorities(request, timeout=self.timeout_s), what="UpdatePriorities"
+        )
 
-    def read_segments(self, count: int, *, num_actions: int, frame_shape: tuple[int, ...], frame_stack: int,
-                      experiment: str, uniform: bool = True) -> list[Segment]:
+    def read_segments(
+        self,
+        count: int,
+        *,
+        num_actions: int,
+        frame_shape: tuple[int, ...],
+        frame_stack: int,
+        experiment: str,
+        uniform: bool = True,
+    ) -> list[Segment]:
         request = replay_pb2.ReadSegmentsRequest(count=count, uniform=uniform)
 
         def read() -> list[Segment]:
-            return [codec.segment_from_proto(m, num_actions=num_actions, frame_shape=frame_shape,
-                                             frame_stack=frame_stack, experiment=experiment)
-                    for m in self._stub.ReadSegments(request, timeout=self.timeout_s)]
+            return [
+                codec.segment_from_proto(
+                    m, num_actions=num_actions, frame_shape=frame_shape, frame_stack=frame_stack, experiment=experiment
+                )
+                for m in self._stub.ReadSegments(request, timeout=self.timeout_s)
+            ]
 
         return call_with_retries(read, what="ReadSegments")
 
-    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
-                      model_version: int) -> bool:
+    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray, model_version: int) -> bool:
         request = codec.targets_to_proto(segment_id, policies, root_values, model_version)
-        return call_with_retries(lambda: self._stub.WriteTargets(request, timeout=self.timeout_s),
-                                 what="WriteTargets").stored
+        return call_with_retries(
+            lambda: self._stub.WriteTargets(request, timeout=self.timeout_s), what="WriteTargets"
+        ).stored
 
     def stats(self) -> replay_pb2.ReplayStats:
-        return call_with_retries(lambda: self._stub.Stats(replay_pb2.StatsRequest(), timeout=self.timeout_s),
-                                 what="Stats")
+        return call_with_retries(
+            lambda: self._stub.Stats(replay_pb2.StatsRequest(), timeout=self.timeout_s), what="Stats"
+        )

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -22,11 +22,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from muzero.config import ExperimentConfig
 from muzero.learning.batch import batch_from_sample
 from muzero.learning.segment import SampleKeys
-from muzero.wire import codec
 from muzero.storage.replay.factory import EnvSpec
 from muzero.storage.replay.memory import MemoryReplay
 from muzero.storage.replay.protocol import ReplayStorage
 from muzero.storage.replay.rate_limiter import RateLimiter
+from muzero.wire import codec
 from muzero.wire.v1 import replay_pb2, replay_pb2_grpc
 
 log = logging.getLogger("muzero.replay")
@@ -38,8 +38,14 @@ SAMPLE_WAIT_CAP_S = 30.0  # a blocked sample answers UNAVAILABLE after this: the
 
 
 class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
-    def __init__(self, config: ExperimentConfig, spec: EnvSpec, store: ReplayStorage,
-                 registry: CollectorRegistry | None = None, seed: int = 0):
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        spec: EnvSpec,
+        store: ReplayStorage,
+        registry: CollectorRegistry | None = None,
+        seed: int = 0,
+    ):
         self.config = config
         self.spec = spec
         self.store = store
@@ -50,22 +56,35 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         self._rng = np.random.default_rng(seed)
         registry = registry if registry is not None else CollectorRegistry()
         self.registry = registry
-        self.appended = Counter("muzero_replay_appended_segments_total", "Segments stored by AppendSegments",
-                                registry=registry)
-        self.appended_transitions = Counter("muzero_replay_appended_transitions_total",
-                                            "Owned transitions stored by AppendSegments", registry=registry)
-        self.duplicates = Counter("muzero_replay_duplicate_segments_total",
-                                  "Segments re-sent after they were stored (no-ops)", registry=registry)
+        self.appended = Counter(
+            "muzero_replay_appended_segments_total", "Segments stored by AppendSegments", registry=registry
+        )
+        self.appended_transitions = Counter(
+            "muzero_replay_appended_transitions_total", "Owned transitions stored by AppendSegments", registry=registry
+        )
+        self.duplicates = Counter(
+            "muzero_replay_duplicate_segments_total",
+            "Segments re-sent after they were stored (no-ops)",
+            registry=registry,
+        )
         self.sampled = Counter("muzero_replay_sampled_examples_total", "Training examples served", registry=registry)
-        self.rejected = Counter("muzero_replay_rejected_requests_total", "Requests refused as invalid",
-                                ["method"], registry=registry)
-        self.latency = Histogram("muzero_replay_rpc_duration_seconds", "Time to serve one unit of work",
-                                 ["method"], registry=registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.rejected = Counter(
+            "muzero_replay_rejected_requests_total", "Requests refused as invalid", ["method"], registry=registry
+        )
+        self.latency = Histogram(
+            "muzero_replay_rpc_duration_seconds",
+            "Time to serve one unit of work",
+            ["method"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         # The ratio the rate limiter holds (0: off); the actor autoscaler reads it to know that the
         # observed ratio will sit at it, and scales on the learner's input wait instead.
-        Gauge("muzero_replay_samples_per_insert_limit", "Samples per insert the rate limiter holds (0: off)",
-              registry=registry).set(config.replay.samples_per_insert)
+        Gauge(
+            "muzero_replay_samples_per_insert_limit",
+            "Samples per insert the rate limiter holds (0: off)",
+            registry=registry,
+        ).set(config.replay.samples_per_insert)
         registry.register(_StoreCollector(store, self._lock))
 
     # --- helpers ----------------------------------------------------------------------------
@@ -95,9 +114,13 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         for message in request_iterator:
             try:
                 segment = codec.segment_from_proto(
-                    message, num_actions=self.spec.num_actions, frame_shape=self.spec.observation_shape,
-                    frame_stack=self.config.env.frame_stack, experiment=self.config.name,
-                    frame_dtype=self.spec.observation_dtype)
+                    message,
+                    num_actions=self.spec.num_actions,
+                    frame_shape=self.spec.observation_shape,
+                    frame_stack=self.config.env.frame_stack,
+                    experiment=self.config.name,
+                    frame_dtype=self.spec.observation_dtype,
+                )
             except ValueError as error:
                 self._invalid(context, "AppendSegments", _naming(message.segment_id, error))
             if self.limiter.limits_inserts:  # else no need to read the store's counts per segment
@@ -120,19 +143,29 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         if not 1 <= request.batch_size <= MAX_BATCH_SIZE:
             self._invalid(context, "Sample", f"batch_size: must be in [1, {MAX_BATCH_SIZE}], got {request.batch_size}")
         if not 1 <= request.num_batches <= MAX_BATCHES_PER_CALL:
-            self._invalid(context, "Sample",
-                          f"num_batches: must be in [1, {MAX_BATCHES_PER_CALL}], got {request.num_batches}")
+            self._invalid(
+                context, "Sample", f"num_batches: must be in [1, {MAX_BATCHES_PER_CALL}], got {request.num_batches}"
+            )
         training = self.config.training
         rng = self._rng_child()
         for _ in range(request.num_batches):
-            self._wait(context, lambda: self.limiter.can_sample(self._counts(), request.batch_size), "sample",
-                       SAMPLE_WAIT_CAP_S)
+            self._wait(
+                context,
+                lambda: self.limiter.can_sample(self._counts(), request.batch_size),
+                "sample",
+                SAMPLE_WAIT_CAP_S,
+            )
             start = time.perf_counter()
             frames = "window" if request.bootstrap_observations else "stack"
             with self._lock:
                 sampled = self.store.sample(request.batch_size, rng, uniform=request.uniform, frames=frames)
-            batch = batch_from_sample(sampled, training, self.config.env.frame_stack, rng,
-                                      bootstrap_observations=request.bootstrap_observations)
+            batch = batch_from_sample(
+                sampled,
+                training,
+                self.config.env.frame_stack,
+                rng,
+                bootstrap_observations=request.bootstrap_observations,
+            )
             message = codec.training_batch_to_proto(batch)
             self.latency.labels("Sample").observe(time.perf_counter() - start)
             self.sampled.inc(request.batch_size)
@@ -164,8 +197,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
 
     def WriteTargets(self, request: replay_pb2.ReanalysedTargets, context) -> replay_pb2.WriteTargetsAck:
         try:
-            policies = codec.tensor_from_proto(request.policies, "policies", dtype="float32",
-                                               shape=(None, self.spec.num_actions))
+            policies = codec.tensor_from_proto(
+                request.policies, "policies", dtype="float32", shape=(None, self.spec.num_actions)
+            )
             root_values = codec.tensor_from_proto(request.root_values, "root_values", dtype="float32", shape=(None,))
             if not request.segment_id:
                 raise ValueError("segment_id: must not be empty")
@@ -214,16 +248,19 @@ class _StoreCollector:
             "frames": ("muzero_replay_frames", "Distinct frames stored (per shard, summed)"),
             "bytes": ("muzero_replay_stored_bytes", "Bytes stored: compressed frames, segments and targets"),
             "raw_frame_bytes": ("muzero_replay_raw_frame_bytes", "Uncompressed bytes of the stored frames"),
-            "raw_stacked_bytes": ("muzero_replay_raw_stacked_bytes",
-                                  "Bytes a store of stacked uint examples would need for the same transitions"),
+            "raw_stacked_bytes": (
+                "muzero_replay_raw_stacked_bytes",
+                "Bytes a store of stacked uint examples would need for the same transitions",
+            ),
             "capacity": ("muzero_replay_capacity_transitions", "Capacity in transitions"),
         }
         for key, (name, help_text) in gauges.items():
             if name and key in stats:
                 yield GaugeMetricFamily(name, help_text, value=float(stats[key]))
         if "num_transitions" in stats and "transitions" not in stats:
-            yield GaugeMetricFamily("muzero_replay_transitions", "Owned transitions stored",
-                                    value=float(stats["num_transitions"]))
+            yield GaugeMetricFamily(
+                "muzero_replay_transitions", "Owned transitions stored", value=float(stats["num_transitions"])
+            )
         counters = {
             "inserted_transitions_total": ("muzero_replay_inserted_transitions", "Transitions inserted into the store"),
             "sampled_transitions_total": ("muzero_replay_sampled_transitions", "Transitions sampled for training"),
@@ -234,7 +271,9 @@ class _StoreCollector:
             yield CounterMetricFamily(name, help_text, value=float(stats.get(key, 0)))
         shards = stats.get("shards", [])
         if shards:
-            family = GaugeMetricFamily("muzero_replay_shard_transitions", "Owned transitions per shard", labels=["shard"])
+            family = GaugeMetricFamily(
+                "muzero_replay_shard_transitions", "Owned transitions per shard", labels=["shard"]
+            )
             for index, shard in enumerate(shards):
                 family.add_metric([str(index)], float(shard.get("transitions", 0)))
             yield family

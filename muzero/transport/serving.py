@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -31,8 +31,15 @@ class Serving:
         self.server.stop(grace=grace_s).wait()
 
 
-def serve(host: str, port: int, service_name: str, registry: CollectorRegistry, metrics_port: int,
-          register: Callable[[grpc.Server], None] | None = None, serving: bool = True) -> Serving | None:
+def serve(
+    host: str,
+    port: int,
+    service_name: str,
+    registry: CollectorRegistry,
+    metrics_port: int,
+    register: Callable[[grpc.Server], None] | None = None,
+    serving: bool = True,
+) -> Serving | None:
     """Start /metrics (unless ``metrics_port`` is 0) and a gRPC server on ``host:port`` with the
     health service and, through ``register``, the service's own; None if the port is taken.
     ``serving=False`` keeps health NOT_SERVING until ``set_serving`` (workers still loading)."""

@@ -13,10 +13,10 @@ import tempfile
 import threading
 import time
 
-from muzero.storage.checkpoint import load_checkpoint
-from muzero.transport.checkpoint_client import CheckpointClient
 from muzero.learning.segment import stacked_observation_shape
 from muzero.nn.networks import MuZeroNetwork, build_network
+from muzero.storage.checkpoint import load_checkpoint
+from muzero.transport.checkpoint_client import CheckpointClient
 from muzero.transport.grpc_util import backoff_delays, describe
 
 log = logging.getLogger("muzero.transport.weights")
@@ -78,10 +78,9 @@ def wait_for_first_checkpoint(client: CheckpointClient, stop: threading.Event):
     return None
 
 
-
-
-def first_weights(config, spec, client: CheckpointClient, stop: threading.Event,
-                  cache_prefix: str) -> tuple[MuZeroNetwork, int, str] | None:
+def first_weights(
+    config, spec, client: CheckpointClient, stop: threading.Event, cache_prefix: str
+) -> tuple[MuZeroNetwork, int, str] | None:
     """Wait for the first checkpoint, pull it, build the network from it: (network, version,
     cache folder), or None if ``stop`` was set meanwhile."""
     info = wait_for_first_checkpoint(client, stop)
@@ -89,7 +88,8 @@ def first_weights(config, spec, client: CheckpointClient, stop: threading.Event,
         return None
     cache = tempfile.mkdtemp(prefix=cache_prefix)
     checkpoint = load_checkpoint(client.pull(cache, version=info.version))
-    network = build_network(config.network, stacked_observation_shape(spec.observation_shape, config.env.frame_stack),
-                            spec.num_actions)
+    network = build_network(
+        config.network, stacked_observation_shape(spec.observation_shape, config.env.frame_stack), spec.num_actions
+    )
     network.load_state_dict(checkpoint.state_dict)
     return network, checkpoint.version, cache

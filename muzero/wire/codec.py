@@ -15,8 +15,9 @@ from muzero.learning.targets import BootstrapTerms
 from muzero.wire.v1 import replay_pb2
 
 # Only plain numeric dtypes cross the wire: no objects, no strings, nothing to unpickle.
-ALLOWED_DTYPES = frozenset({"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-                            "float16", "float32", "float64"})
+ALLOWED_DTYPES = frozenset(
+    {"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64"}
+)
 MAX_TENSOR_BYTES = 256 * 2**20
 
 
@@ -35,8 +36,9 @@ def tensor_to_proto(array: np.ndarray, out: replay_pb2.Tensor | None = None) -> 
     return message
 
 
-def tensor_from_proto(message: replay_pb2.Tensor, field: str, *, dtype: str | None = None,
-                      shape: tuple[int | None, ...] | None = None) -> np.ndarray:
+def tensor_from_proto(
+    message: replay_pb2.Tensor, field: str, *, dtype: str | None = None, shape: tuple[int | None, ...] | None = None
+) -> np.ndarray:
     """The array in ``message``; ``dtype`` and ``shape`` (None: any size on that axis) are required if given."""
     if message.dtype not in ALLOWED_DTYPES:
         raise WireError(f"{field}.dtype: {message.dtype!r} is not one of {sorted(ALLOWED_DTYPES)}")
@@ -55,8 +57,10 @@ def tensor_from_proto(message: replay_pb2.Tensor, field: str, *, dtype: str | No
         if count * item.itemsize > MAX_TENSOR_BYTES:
             raise WireError(f"{field}.shape: {dims} is larger than {MAX_TENSOR_BYTES} bytes")
     if len(message.data) != count * item.itemsize:
-        raise WireError(f"{field}.data: {len(message.data)} bytes, but shape {dims} of {message.dtype} "
-                        f"needs {count * item.itemsize}")
+        raise WireError(
+            f"{field}.data: {len(message.data)} bytes, but shape {dims} of {message.dtype} "
+            f"needs {count * item.itemsize}"
+        )
     array = np.frombuffer(message.data, dtype=item).reshape(dims).astype(item.newbyteorder("="), copy=False)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise WireError(f"{field}: contains NaN or inf")
@@ -70,9 +74,14 @@ _STEP_FIELDS = ("actions", "rewards", "to_play", "legal_masks", "policies", "roo
 
 def segment_to_proto(segment: Segment, experiment: str) -> replay_pb2.Segment:
     message = replay_pb2.Segment(
-        segment_id=segment.segment_id, experiment=experiment, length=int(segment.length),
-        terminated=bool(segment.terminated), bootstrap_value=float(segment.bootstrap_value),
-        bootstrap_to_play=int(segment.bootstrap_to_play), model_version=int(segment.model_version))
+        segment_id=segment.segment_id,
+        experiment=experiment,
+        length=int(segment.length),
+        terminated=bool(segment.terminated),
+        bootstrap_value=float(segment.bootstrap_value),
+        bootstrap_to_play=int(segment.bootstrap_to_play),
+        model_version=int(segment.model_version),
+    )
     tensor_to_proto(segment.observations, message.frames)
     for name in _STEP_FIELDS:
         tensor_to_proto(getattr(segment, name), getattr(message, name))
@@ -80,8 +89,15 @@ def segment_to_proto(segment: Segment, experiment: str) -> replay_pb2.Segment:
     return message
 
 
-def segment_from_proto(message: replay_pb2.Segment, *, num_actions: int, frame_shape: tuple[int, ...],
-                       frame_stack: int, experiment: str, frame_dtype: np.dtype | str | None = None) -> Segment:
+def segment_from_proto(
+    message: replay_pb2.Segment,
+    *,
+    num_actions: int,
+    frame_shape: tuple[int, ...],
+    frame_stack: int,
+    experiment: str,
+    frame_dtype: np.dtype | str | None = None,
+) -> Segment:
     """A validated Segment; WireError (a ValueError) names the first bad field."""
     if message.experiment != experiment:
         raise WireError(f"segment.experiment: {message.experiment!r} is not this store's experiment {experiment!r}")
@@ -97,22 +113,32 @@ def segment_from_proto(message: replay_pb2.Segment, *, num_actions: int, frame_s
         "actions": tensor_from_proto(message.actions, "segment.actions", dtype="int64", shape=(length,)),
         "rewards": tensor_from_proto(message.rewards, "segment.rewards", dtype="float32", shape=(length,)),
         "to_play": tensor_from_proto(message.to_play, "segment.to_play", dtype="int8", shape=(length,)),
-        "legal_masks": tensor_from_proto(message.legal_masks, "segment.legal_masks", dtype="bool",
-                                         shape=(length, num_actions)),
-        "policies": tensor_from_proto(message.policies, "segment.policies", dtype="float32",
-                                      shape=(length, num_actions)),
-        "root_values": tensor_from_proto(message.root_values, "segment.root_values", dtype="float32",
-                                         shape=(length,)),
+        "legal_masks": tensor_from_proto(
+            message.legal_masks, "segment.legal_masks", dtype="bool", shape=(length, num_actions)
+        ),
+        "policies": tensor_from_proto(
+            message.policies, "segment.policies", dtype="float32", shape=(length, num_actions)
+        ),
+        "root_values": tensor_from_proto(message.root_values, "segment.root_values", dtype="float32", shape=(length,)),
     }
-    observations = tensor_from_proto(message.frames, "segment.frames",
-                                     dtype=None if frame_dtype is None else np.dtype(frame_dtype).name,
-                                     shape=(frame_stack - 1 + length, *frame_shape))
-    priorities = tensor_from_proto(message.priorities, "segment.priorities", dtype="float32",
-                                   shape=(message.length,))
-    segment = Segment(observations=observations, priorities=priorities, length=int(message.length),
-                      terminated=bool(message.terminated), bootstrap_value=float(message.bootstrap_value),
-                      bootstrap_to_play=int(message.bootstrap_to_play), model_version=int(message.model_version),
-                      segment_id=message.segment_id, **fields)
+    observations = tensor_from_proto(
+        message.frames,
+        "segment.frames",
+        dtype=None if frame_dtype is None else np.dtype(frame_dtype).name,
+        shape=(frame_stack - 1 + length, *frame_shape),
+    )
+    priorities = tensor_from_proto(message.priorities, "segment.priorities", dtype="float32", shape=(message.length,))
+    segment = Segment(
+        observations=observations,
+        priorities=priorities,
+        length=int(message.length),
+        terminated=bool(message.terminated),
+        bootstrap_value=float(message.bootstrap_value),
+        bootstrap_to_play=int(message.bootstrap_to_play),
+        model_version=int(message.model_version),
+        segment_id=message.segment_id,
+        **fields,
+    )
     segment.validate(num_actions, frame_shape, frame_stack)
     return segment
 
@@ -122,10 +148,16 @@ def segment_from_proto(message: replay_pb2.Segment, *, num_actions: int, frame_s
 
 def stored_segment_bytes(segment: Segment, experiment: str) -> bytes:
     message = replay_pb2.StoredSegment(
-        segment_id=segment.segment_id, experiment=experiment, frame_shape=segment.observations.shape[1:],
-        frame_dtype=segment.observations.dtype.name, length=int(segment.length),
-        terminated=bool(segment.terminated), bootstrap_value=float(segment.bootstrap_value),
-        bootstrap_to_play=int(segment.bootstrap_to_play), model_version=int(segment.model_version))
+        segment_id=segment.segment_id,
+        experiment=experiment,
+        frame_shape=segment.observations.shape[1:],
+        frame_dtype=segment.observations.dtype.name,
+        length=int(segment.length),
+        terminated=bool(segment.terminated),
+        bootstrap_value=float(segment.bootstrap_value),
+        bootstrap_to_play=int(segment.bootstrap_to_play),
+        model_version=int(segment.model_version),
+    )
     for name in _STEP_FIELDS:
         tensor_to_proto(getattr(segment, name), getattr(message, name))
     return message.SerializeToString()
@@ -137,8 +169,9 @@ def stored_segment_from_bytes(blob: bytes) -> replay_pb2.StoredSegment:
     return message
 
 
-def targets_to_proto(segment_id: str, policies: np.ndarray, root_values: np.ndarray,
-                     model_version: int) -> replay_pb2.ReanalysedTargets:
+def targets_to_proto(
+    segment_id: str, policies: np.ndarray, root_values: np.ndarray, model_version: int
+) -> replay_pb2.ReanalysedTargets:
     message = replay_pb2.ReanalysedTargets(segment_id=segment_id, model_version=int(model_version))
     tensor_to_proto(np.asarray(policies, dtype=np.float32), message.policies)
     tensor_to_proto(np.asarray(root_values, dtype=np.float32), message.root_values)
@@ -176,7 +209,9 @@ def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> Batch[np.nda
         bootstrap = BootstrapTerms(
             mask=tensor_from_proto(message.bootstrap_mask, "bootstrap_mask", dtype="bool"),
             scale=tensor_from_proto(message.bootstrap_scale, "bootstrap_scale", dtype="float32"),
-            stored_values=tensor_from_proto(message.bootstrap_stored_values, "bootstrap_stored_values",
-                                            dtype="float32"),
-            observations=tensor_from_proto(message.bootstrap_observations, "bootstrap_observations"))
+            stored_values=tensor_from_proto(
+                message.bootstrap_stored_values, "bootstrap_stored_values", dtype="float32"
+            ),
+            observations=tensor_from_proto(message.bootstrap_observations, "bootstrap_observations"),
+        )
     return Batch(**arrays, keys=keys, model_versions=versions, bootstrap=bootstrap)

@@ -22,14 +22,13 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from muzero.acting.selfplay import SelfPlay
+from muzero.operations.service import base_parser, instance_id, start, stop_on_signals
+from muzero.storage.replay.factory import EnvSpec
 from muzero.transport.checkpoint_client import CheckpointClient
 from muzero.transport.replay_client import SegmentWriter
-from muzero.storage.replay.factory import EnvSpec
-from muzero.acting.selfplay import SelfPlay
-from muzero.transport.weights import WeightsFollower, first_weights
-from muzero.operations.service import base_parser, instance_id, start, stop_on_signals
 from muzero.transport.serving import serve
-
+from muzero.transport.weights import WeightsFollower, first_weights
 
 HEALTH_NAME = "muzero.v1.Actor"
 
@@ -39,12 +38,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser("python -m services.actor", __doc__)
     parser.add_argument("--replay", default=env.get("MUZERO_REPLAY_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--learner", default=env.get("MUZERO_LEARNER_ADDR", "127.0.0.1:50052"))
-    parser.add_argument("--actor-id", type=instance_id, default=env.get("MUZERO_ACTOR_ID", "0"),
-                        help="a number, or a name (the pod's) hashed to one; seeds differ per actor")
-    parser.add_argument("--max-inflight", type=int, default=int(env.get("MUZERO_MAX_INFLIGHT", 64)),
-                        help="unacknowledged segments before play waits")
-    parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
-                        help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)")
+    parser.add_argument(
+        "--actor-id",
+        type=instance_id,
+        default=env.get("MUZERO_ACTOR_ID", "0"),
+        help="a number, or a name (the pod's) hashed to one; seeds differ per actor",
+    )
+    parser.add_argument(
+        "--max-inflight",
+        type=int,
+        default=int(env.get("MUZERO_MAX_INFLIGHT", 64)),
+        help="unacknowledged segments before play waits",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
+        help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)",
+    )
     args, config, state = start("actor", parser, argv)
     log = logging.getLogger("muzero.actor")
     stop = stop_on_signals()
@@ -54,15 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     simulations = Counter("muzero_actor_simulations_total", "Search simulations run", registry=registry)
     episodes = Counter("muzero_actor_episodes_total", "Episodes finished", registry=registry)
     segments_sent = Counter("muzero_actor_segments_total", "Segments handed to the replay writer", registry=registry)
-    returns = Histogram("muzero_actor_episode_return", "Returns of finished episodes", registry=registry,
-                        buckets=(-1, 0, 1, 10, 50, 100, 200, 300, 400, 500, 1000))
+    returns = Histogram(
+        "muzero_actor_episode_return",
+        "Returns of finished episodes",
+        registry=registry,
+        buckets=(-1, 0, 1, 10, 50, 100, 200, 300, 400, 500, 1000),
+    )
     version_gauge = Gauge("muzero_actor_model_version", "Version of the weights playing now", registry=registry)
-    lag = Gauge("muzero_actor_version_lag", "Newest announced version minus the version playing",
-                registry=registry)
+    lag = Gauge("muzero_actor_version_lag", "Newest announced version minus the version playing", registry=registry)
     inflight = Gauge("muzero_actor_inflight_segments", "Segments not yet acknowledged by replay", registry=registry)
-    publish_to_use = Histogram("muzero_actor_checkpoint_publish_to_use_seconds",
-                               "From a checkpoint's publication to this actor playing with it", registry=registry,
-                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+    publish_to_use = Histogram(
+        "muzero_actor_checkpoint_publish_to_use_seconds",
+        "From a checkpoint's publication to this actor playing with it",
+        registry=registry,
+        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+    )
     serving = serve(args.host, args.port, HEALTH_NAME, registry, args.metrics_port, serving=False)
     if serving is None:
         print(f"actor: cannot listen on {args.host}:{args.port}", file=sys.stderr)
@@ -76,14 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     network, version, cache = first
     device = config.training.device  # a GPU pod searches on its GPU
-    selfplay = SelfPlay(config, network.to(device), seed=config.training.seed + 1000 * (args.actor_id + 1),
-                        device=device)
+    selfplay = SelfPlay(
+        config, network.to(device), seed=config.training.seed + 1000 * (args.actor_id + 1), device=device
+    )
     selfplay.model_version = version
     state.model_version = version
     version_gauge.set(version)
     follower = WeightsFollower(checkpoints, cache, version, stop)
-    writer = SegmentWriter(args.replay, config.name, max_inflight=args.max_inflight,
-                           ack_log=env.get("MUZERO_ACK_LOG") or None)
+    writer = SegmentWriter(
+        args.replay, config.name, max_inflight=args.max_inflight, ack_log=env.get("MUZERO_ACK_LOG") or None
+    )
     print(f"actor {args.actor_id}: playing with version {version}", flush=True)
     serving.set_serving()
     log.info("playing %d envs of %s with version %d", config.env.num_envs, config.env.id, version)

@@ -24,14 +24,14 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from muzero.transport.checkpoint_server import CheckpointServicer, add_to_server
 from muzero.learning.learner import Learner
+from muzero.operations.service import base_parser, start, stop_on_signals
 from muzero.storage.checkpoint import CheckpointManager
+from muzero.storage.replay.factory import EnvSpec
+from muzero.transport.checkpoint_server import CheckpointServicer, add_to_server
 from muzero.transport.prefetch import Prefetcher
 from muzero.transport.priorities import PriorityPusher
 from muzero.transport.replay_client import ReplayClient
-from muzero.storage.replay.factory import EnvSpec
-from muzero.operations.service import base_parser, start, stop_on_signals
 from muzero.transport.serving import serve
 
 SERVICE_NAME = "muzero.v1.CheckpointService"
@@ -41,18 +41,27 @@ BATCHES_PER_STREAM = 1000
 def main(argv: list[str] | None = None) -> int:
     env = os.environ
     parser = base_parser("python -m services.learner", __doc__)
-    parser.add_argument("--replay", default=env.get("MUZERO_REPLAY_ADDR", "127.0.0.1:50051"),
-                        help="host:port of the replay service")
-    parser.add_argument("--port", type=int, default=int(env.get("MUZERO_LEARNER_PORT", 50052)),
-                        help="checkpoint service port")
+    parser.add_argument(
+        "--replay", default=env.get("MUZERO_REPLAY_ADDR", "127.0.0.1:50051"), help="host:port of the replay service"
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(env.get("MUZERO_LEARNER_PORT", 50052)), help="checkpoint service port"
+    )
     parser.add_argument("--run-dir", default=env.get("MUZERO_RUN_DIR", "runs/learner"), help="checkpoints go here")
     parser.add_argument("--keep-checkpoints", type=int, default=int(env.get("MUZERO_KEEP_CHECKPOINTS", 5)))
-    parser.add_argument("--prefetch", type=int, default=int(env.get("MUZERO_PREFETCH", 4)),
-                        help="batches kept ready")
-    parser.add_argument("--streams", type=int, default=int(env.get("MUZERO_SAMPLE_STREAMS", 2)),
-                        help="parallel Sample streams from replay")
-    parser.add_argument("--max-learner-steps", type=int, default=int(env.get("MUZERO_MAX_LEARNER_STEPS", 0)),
-                        help="stop (with a checkpoint) after this many steps; 0: never")
+    parser.add_argument("--prefetch", type=int, default=int(env.get("MUZERO_PREFETCH", 4)), help="batches kept ready")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        default=int(env.get("MUZERO_SAMPLE_STREAMS", 2)),
+        help="parallel Sample streams from replay",
+    )
+    parser.add_argument(
+        "--max-learner-steps",
+        type=int,
+        default=int(env.get("MUZERO_MAX_LEARNER_STEPS", 0)),
+        help="stop (with a checkpoint) after this many steps; 0: never",
+    )
     args, config, state = start("learner", parser, argv)
     log = logging.getLogger("muzero.learning.learner")
     stop = stop_on_signals()
@@ -72,20 +81,41 @@ def main(argv: list[str] | None = None) -> int:
     samples = Counter("muzero_learner_samples_total", "Training examples consumed", registry=registry)
     version = Gauge("muzero_learner_model_version", "Version (step) of the newest checkpoint", registry=registry)
     losses = Gauge("muzero_learner_loss", "Last loss by kind", ["kind"], registry=registry)
-    clipped = Gauge("muzero_learner_clipped_targets_ratio", "Fraction of the last batch's targets outside "
-                    "their support (clipped to its edge)", ["kind"], registry=registry)
-    input_wait = Histogram("muzero_learner_input_wait_seconds", "Time the learner waited for a batch",
-                           registry=registry, buckets=(0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5))
-    step_time = Histogram("muzero_learner_step_seconds", "Time of one update", registry=registry,
-                          buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-    published_at = Gauge("muzero_learner_checkpoint_published_timestamp_seconds",
-                         "Unix time the newest checkpoint was published", registry=registry)
+    clipped = Gauge(
+        "muzero_learner_clipped_targets_ratio",
+        "Fraction of the last batch's targets outside their support (clipped to its edge)",
+        ["kind"],
+        registry=registry,
+    )
+    input_wait = Histogram(
+        "muzero_learner_input_wait_seconds",
+        "Time the learner waited for a batch",
+        registry=registry,
+        buckets=(0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+    )
+    step_time = Histogram(
+        "muzero_learner_step_seconds",
+        "Time of one update",
+        registry=registry,
+        buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    )
+    published_at = Gauge(
+        "muzero_learner_checkpoint_published_timestamp_seconds",
+        "Unix time the newest checkpoint was published",
+        registry=registry,
+    )
     version.set(learner.step)
     published_at.set(time.time())
 
     servicer = CheckpointServicer(args.run_dir)
-    serving = serve(args.host, args.port, SERVICE_NAME, registry, args.metrics_port,
-                    register=lambda server: add_to_server(server, servicer))
+    serving = serve(
+        args.host,
+        args.port,
+        SERVICE_NAME,
+        registry,
+        args.metrics_port,
+        register=lambda server: add_to_server(server, servicer),
+    )
     if serving is None:
         print(f"learner: cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 1
@@ -93,10 +123,16 @@ def main(argv: list[str] | None = None) -> int:
 
     replay = ReplayClient(args.replay)
     batch_size = config.training.batch_size
-    prefetcher = Prefetcher(lambda: replay.sample(batch_size, num_batches=BATCHES_PER_STREAM,
-                                                  timeout_s=24 * 3600,
-                                                  bootstrap_observations=learner.wants_bootstrap_observations),
-                            depth=args.prefetch, streams=args.streams)
+    prefetcher = Prefetcher(
+        lambda: replay.sample(
+            batch_size,
+            num_batches=BATCHES_PER_STREAM,
+            timeout_s=24 * 3600,
+            bootstrap_observations=learner.wants_bootstrap_observations,
+        ),
+        depth=args.prefetch,
+        streams=args.streams,
+    )
     pusher = PriorityPusher(replay)
     interval = config.training.checkpoint_interval
     log.info("training from %s, batch %d, checkpoint every %d steps", args.replay, batch_size, interval)

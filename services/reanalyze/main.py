@@ -20,14 +20,13 @@ import sys
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from muzero.transport.checkpoint_client import CheckpointClient
 from muzero.acting.reanalyze import Reanalyzer
-from muzero.transport.replay_client import ReplayClient
-from muzero.storage.replay.factory import EnvSpec
-from muzero.transport.weights import WeightsFollower, first_weights
 from muzero.operations.service import base_parser, instance_id, start, stop_on_signals
+from muzero.storage.replay.factory import EnvSpec
+from muzero.transport.checkpoint_client import CheckpointClient
+from muzero.transport.replay_client import ReplayClient
 from muzero.transport.serving import serve
-
+from muzero.transport.weights import WeightsFollower, first_weights
 
 HEALTH_NAME = "muzero.v1.Reanalyze"
 
@@ -37,28 +36,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser("python -m services.reanalyze", __doc__)
     parser.add_argument("--replay", default=env.get("MUZERO_REPLAY_ADDR", "127.0.0.1:50051"))
     parser.add_argument("--learner", default=env.get("MUZERO_LEARNER_ADDR", "127.0.0.1:50052"))
-    parser.add_argument("--worker-id", type=instance_id, default=env.get("MUZERO_WORKER_ID", "0"),
-                        help="a number, or a name (the pod's) hashed to one; seeds differ per worker")
-    parser.add_argument("--port", type=int, default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
-                        help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)")
+    parser.add_argument(
+        "--worker-id",
+        type=instance_id,
+        default=env.get("MUZERO_WORKER_ID", "0"),
+        help="a number, or a name (the pod's) hashed to one; seeds differ per worker",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env.get("MUZERO_HEALTH_PORT", 50053)),
+        help="gRPC health service port (NOT_SERVING until the first checkpoint is loaded)",
+    )
     args, config, state = start("reanalyze", parser, argv)
     log = logging.getLogger("muzero.acting.reanalyze")
     if config.search.model != "learned":
-        print("reanalyze: search.model must be 'learned' (segments keep observations, not game states)",
-              file=sys.stderr)
+        print(
+            "reanalyze: search.model must be 'learned' (segments keep observations, not game states)", file=sys.stderr
+        )
         return 2
     stop = stop_on_signals()
     registry = CollectorRegistry()
     rounds = Counter("muzero_reanalyze_rounds_total", "Rounds of read, search, write", registry=registry)
     transitions = Counter("muzero_reanalyze_transitions_total", "Steps searched again", registry=registry)
-    written = Counter("muzero_reanalyze_segments_written_total", "Segments whose targets were refreshed",
-                      registry=registry)
-    gone = Counter("muzero_reanalyze_segments_gone_total", "Segments evicted before their targets were written",
-                   registry=registry)
+    written = Counter(
+        "muzero_reanalyze_segments_written_total", "Segments whose targets were refreshed", registry=registry
+    )
+    gone = Counter(
+        "muzero_reanalyze_segments_gone_total", "Segments evicted before their targets were written", registry=registry
+    )
     simulations = Counter("muzero_reanalyze_simulations_total", "Search simulations run", registry=registry)
     version_gauge = Gauge("muzero_reanalyze_model_version", "Version searching now", registry=registry)
-    lag = Gauge("muzero_reanalyze_version_lag", "Newest announced version minus the version searching",
-                registry=registry)
+    lag = Gauge(
+        "muzero_reanalyze_version_lag", "Newest announced version minus the version searching", registry=registry
+    )
     serving = serve(args.host, args.port, HEALTH_NAME, registry, args.metrics_port, serving=False)
     if serving is None:
         print(f"reanalyze: cannot listen on {args.host}:{args.port}", file=sys.stderr)
@@ -75,9 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     version_gauge.set(version)
     follower = WeightsFollower(checkpoints, cache, version, stop)
     device = config.training.device  # a GPU pod searches on its GPU
-    reanalyzer = Reanalyzer(config, network.to(device), spec.num_actions, spec.num_players,
-                            batch_size=config.reanalyze.search_batch, device=device,
-                            seed=config.training.seed + 7919 * (args.worker_id + 1))
+    reanalyzer = Reanalyzer(
+        config,
+        network.to(device),
+        spec.num_actions,
+        spec.num_players,
+        batch_size=config.reanalyze.search_batch,
+        device=device,
+        seed=config.training.seed + 7919 * (args.worker_id + 1),
+    )
     replay = ReplayClient(args.replay)
     print(f"reanalyze {args.worker_id}: searching with version {version}", flush=True)
     serving.set_serving()
@@ -93,14 +110,18 @@ def main(argv: list[str] | None = None) -> int:
             lag.set(max(follower.announced - version, 0))
             try:
                 totals = replay.stats().totals
-                if totals.get("transitions", totals.get("num_transitions", 0)) == 0 or \
-                        totals.get("reanalysed_transitions_total", 0) >= fraction * totals.get(
-                            "inserted_transitions_total", 0):
+                if totals.get("transitions", totals.get("num_transitions", 0)) == 0 or totals.get(
+                    "reanalysed_transitions_total", 0
+                ) >= fraction * totals.get("inserted_transitions_total", 0):
                     stop.wait(0.2)  # ahead of the learner (or nothing stored yet): let it catch up
                     continue
-                segments = replay.read_segments(config.reanalyze.segments_per_round, num_actions=spec.num_actions,
-                                                frame_shape=spec.observation_shape,
-                                                frame_stack=config.env.frame_stack, experiment=config.name)
+                segments = replay.read_segments(
+                    config.reanalyze.segments_per_round,
+                    num_actions=spec.num_actions,
+                    frame_shape=spec.observation_shape,
+                    frame_stack=config.env.frame_stack,
+                    experiment=config.name,
+                )
             except grpc.RpcError as error:
                 log.warning("replay unavailable (%s); retrying", error.code().name)
                 stop.wait(1.0)

@@ -51,6 +51,7 @@ class AutoscalerConfigError(ValueError):
 
 # --- the policy -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Policy:
     min_actors: int
@@ -68,9 +69,16 @@ class Decision:
     reason: str
 
 
-def decide(policy: Policy, current: int, ratio: float | None, since_change_s: float | None,
-           no_ratio_reason: str = "no samples-per-insert ratio", *, signal: str = "samples per insert",
-           proportional: bool = True) -> Decision:
+def decide(
+    policy: Policy,
+    current: int,
+    ratio: float | None,
+    since_change_s: float | None,
+    no_ratio_reason: str = "no samples-per-insert ratio",
+    *,
+    signal: str = "samples per insert",
+    proportional: bool = True,
+) -> Decision:
     """The replica count for ``current`` actors at samples-per-insert ``ratio`` (None: unknown),
     ``since_change_s`` seconds after this autoscaler last scaled (None: never). Another
     ``signal`` that grows when actors are too few can stand in for the ratio (the band is the
@@ -79,15 +87,22 @@ def decide(policy: Policy, current: int, ratio: float | None, since_change_s: fl
     if current < policy.min_actors or current > policy.max_actors:
         # The bounds are the operator's: enforced without a ratio and without cool-down.
         wanted = min(max(current, policy.min_actors), policy.max_actors)
-        return Decision("scale_up" if wanted > current else "scale_down", wanted,
-                        f"{current} actors outside [{policy.min_actors}, {policy.max_actors}]")
+        return Decision(
+            "scale_up" if wanted > current else "scale_down",
+            wanted,
+            f"{current} actors outside [{policy.min_actors}, {policy.max_actors}]",
+        )
     if ratio is None:
         return Decision("none", current, no_ratio_reason)
     if low <= ratio <= high:
         return Decision("unchanged", current, f"{signal} {ratio:.2f} within [{low:g}, {high:g}]")
     if since_change_s is not None and since_change_s < policy.cooldown_s:
-        return Decision("none", current, f"{signal} {ratio:.2f} outside [{low:g}, {high:g}], but cooling "
-                                         f"down ({since_change_s:.0f} of {policy.cooldown_s:g} s since the last change)")
+        return Decision(
+            "none",
+            current,
+            f"{signal} {ratio:.2f} outside [{low:g}, {high:g}], but cooling "
+            f"down ({since_change_s:.0f} of {policy.cooldown_s:g} s since the last change)",
+        )
     # Inserts grow with the actor count, so the ratio falls as 1/actors: aim for the band's middle.
     target = (low + high) / 2
     wanted = current * ratio / target if proportional else current + (1 if ratio > high else -1)
@@ -117,6 +132,7 @@ def samples_per_insert(samples_per_s: float | None, inserts_per_s: float | None)
 
 
 # --- reading rates --------------------------------------------------------------------------
+
 
 def read_counter(url: str, metric: str, timeout_s: float = 5.0) -> float:
     """One sample's value from a /metrics page (the sum if it has labels)."""
@@ -161,6 +177,7 @@ def _page(url: str) -> dict[str, float] | Exception:
 
 # --- the loop -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Settings:
     namespace: str
@@ -175,20 +192,30 @@ class Settings:
 
 class AutoscalerMetrics:
     def __init__(self, registry: CollectorRegistry):
-        self.current = Gauge("muzero_autoscaler_current_replicas", "Actor replicas the Deployment has",
-                             registry=registry)
-        self.desired = Gauge("muzero_autoscaler_desired_replicas", "Actor replicas the last decision wanted",
-                             registry=registry)
-        self.ratio = Gauge("muzero_autoscaler_samples_per_insert",
-                           "Observed learner samples/s over replay inserted transitions/s (NaN: unknown)",
-                           registry=registry)
-        self.input_wait = Gauge("muzero_autoscaler_learner_input_wait_fraction",
-                                "Observed share of the learner's time spent waiting for input (NaN: unknown)",
-                                registry=registry)
-        self.decisions = Counter("muzero_autoscaler_decisions_total", "Decisions by action", ["action"],
-                                 registry=registry)
-        self.errors = Counter("muzero_autoscaler_kubernetes_errors_total",
-                              "Failed reads or patches of the actor Deployment's scale", registry=registry)
+        self.current = Gauge(
+            "muzero_autoscaler_current_replicas", "Actor replicas the Deployment has", registry=registry
+        )
+        self.desired = Gauge(
+            "muzero_autoscaler_desired_replicas", "Actor replicas the last decision wanted", registry=registry
+        )
+        self.ratio = Gauge(
+            "muzero_autoscaler_samples_per_insert",
+            "Observed learner samples/s over replay inserted transitions/s (NaN: unknown)",
+            registry=registry,
+        )
+        self.input_wait = Gauge(
+            "muzero_autoscaler_learner_input_wait_fraction",
+            "Observed share of the learner's time spent waiting for input (NaN: unknown)",
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "muzero_autoscaler_decisions_total", "Decisions by action", ["action"], registry=registry
+        )
+        self.errors = Counter(
+            "muzero_autoscaler_kubernetes_errors_total",
+            "Failed reads or patches of the actor Deployment's scale",
+            registry=registry,
+        )
         self.ratio.set(math.nan)
         self.input_wait.set(math.nan)
 
@@ -218,9 +245,15 @@ class Autoscaler:
         limit = 0.0 if isinstance(replay, Exception) else replay.get(LIMIT_METRIC, 0.0)
         if limit > 0:
             low, high = LEARNER_WAIT_BAND
-            return wait_fraction, wait_why, {
-                "signal": f"learner input wait (rate limiter holds samples per insert at {limit:g})",
-                "proportional": False, "policy": replace(self.settings.policy, spi_low=low, spi_high=high)}
+            return (
+                wait_fraction,
+                wait_why,
+                {
+                    "signal": f"learner input wait (rate limiter holds samples per insert at {limit:g})",
+                    "proportional": False,
+                    "policy": replace(self.settings.policy, spi_low=low, spi_high=high),
+                },
+            )
         return ratio, samples_why or inserts_why or why, {}
 
     def step(self) -> Decision:
@@ -240,12 +273,18 @@ class Autoscaler:
         decision = decide(policy, current, signal, since, why, **how)
         if decision.replicas != current:
             try:
-                self.apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": decision.replicas}},
-                                                            _content_type=MERGE_PATCH)
+                self.apps.patch_namespaced_deployment_scale(
+                    name, namespace, {"spec": {"replicas": decision.replicas}}, _content_type=MERGE_PATCH
+                )
             except Exception as error:
                 self.metrics.errors.inc()
-                log.error("cannot scale deployments/%s in %s to %d: %s", name, namespace, decision.replicas,
-                          describe_error(error))
+                log.error(
+                    "cannot scale deployments/%s in %s to %d: %s",
+                    name,
+                    namespace,
+                    decision.replicas,
+                    describe_error(error),
+                )
                 return self._record(Decision("none", current, f"patch failed: {decision.reason}"))
             self.last_change = now
             self.metrics.current.set(decision.replicas)
@@ -260,10 +299,16 @@ class Autoscaler:
         return decision
 
     def run(self, stop: threading.Event) -> None:
-        log.info("scaling deployments/%s in %s every %g s to keep samples per insert in [%g, %g] with %d-%d actors",
-                 self.settings.deployment, self.settings.namespace, self.settings.interval_s,
-                 self.settings.policy.spi_low, self.settings.policy.spi_high, self.settings.policy.min_actors,
-                 self.settings.policy.max_actors)
+        log.info(
+            "scaling deployments/%s in %s every %g s to keep samples per insert in [%g, %g] with %d-%d actors",
+            self.settings.deployment,
+            self.settings.namespace,
+            self.settings.interval_s,
+            self.settings.policy.spi_low,
+            self.settings.policy.spi_high,
+            self.settings.policy.min_actors,
+            self.settings.policy.max_actors,
+        )
         while not stop.is_set():
             started = self.clock()
             self.step()
@@ -283,7 +328,12 @@ OPTIONS = [
     ("--spi-low", "MUZERO_AUTOSCALER_SPI_LOW", "8", "samples per insert below this: fewer actors"),
     ("--spi-high", "MUZERO_AUTOSCALER_SPI_HIGH", "32", "samples per insert above this: more actors"),
     ("--interval", "MUZERO_AUTOSCALER_INTERVAL_S", "30", "seconds between decisions (and rate windows)"),
-    ("--cooldown", "MUZERO_AUTOSCALER_COOLDOWN_S", None, "seconds after a change before the next (default 3 intervals)"),
+    (
+        "--cooldown",
+        "MUZERO_AUTOSCALER_COOLDOWN_S",
+        None,
+        "seconds after a change before the next (default 3 intervals)",
+    ),
     ("--metrics-port", "MUZERO_METRICS_PORT", "9100", "port of the autoscaler's own /metrics, 0: off"),
     ("--host", "MUZERO_HOST", "0.0.0.0", "address /metrics listens on"),
 ]
@@ -291,14 +341,21 @@ OPTIONS = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="muzero autoscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="muzero autoscale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Each option defaults to its environment variable. Kubernetes credentials: the pod's service "
-               "account when $KUBERNETES_SERVICE_HOST is set, else --kubeconfig ($KUBECONFIG, ~/.kube/config).")
+        "account when $KUBERNETES_SERVICE_HOST is set, else --kubeconfig ($KUBECONFIG, ~/.kube/config).",
+    )
     for flag, env, default, help_text in OPTIONS:
         parser.add_argument(flag, default=os.environ.get(env, default), help=f"{help_text} (env {env})")
     parser.add_argument("--kubeconfig", help="kubeconfig file (outside a cluster)")
-    parser.add_argument("--in-cluster", action="store_true", default=None,
-                        help="use the pod's service account (the default inside a cluster)")
+    parser.add_argument(
+        "--in-cluster",
+        action="store_true",
+        default=None,
+        help="use the pod's service account (the default inside a cluster)",
+    )
     return parser
 
 
@@ -311,8 +368,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         try:
             value = kind(text)
         except (TypeError, ValueError):
-            raise AutoscalerConfigError(f"{names[key]}: not a{'n integer' if kind is int else ' number'}: "
-                                        f"{text!r}") from None
+            raise AutoscalerConfigError(
+                f"{names[key]}: not a{'n integer' if kind is int else ' number'}: {text!r}"
+            ) from None
         if minimum is not None and not value >= minimum:
             raise AutoscalerConfigError(f"{names[key]}: must be >= {minimum:g}, got {text}")
         return value
@@ -325,8 +383,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise AutoscalerConfigError(f"{names[key]}: not an http(s) URL: {getattr(args, key)!r}")
     min_actors, max_actors = number("min_actors", int, 1), number("max_actors", int, 1)
     if min_actors > max_actors:
-        raise AutoscalerConfigError(f"{names['min_actors']}: {min_actors} is more than {names['max_actors']}: "
-                                    f"{max_actors}")
+        raise AutoscalerConfigError(
+            f"{names['min_actors']}: {min_actors} is more than {names['max_actors']}: {max_actors}"
+        )
     low, high = number("spi_low", float, 0), number("spi_high", float, 0)
     if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
         raise AutoscalerConfigError(f"{names['spi_low']}: must be below {names['spi_high']}, got {low:g} >= {high:g}")
@@ -335,10 +394,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     metrics_port = number("metrics_port", int, 0)
     if metrics_port > 65535:
         raise AutoscalerConfigError(f"{names['metrics_port']}: not a port: {metrics_port}")
-    return Settings(namespace=args.namespace or "default", deployment=args.deployment,
-                    learner_metrics_url=args.learner_metrics_url, replay_metrics_url=args.replay_metrics_url,
-                    policy=Policy(min_actors, max_actors, low, high, cooldown), interval_s=interval,
-                    metrics_port=metrics_port, host=args.host)
+    return Settings(
+        namespace=args.namespace or "default",
+        deployment=args.deployment,
+        learner_metrics_url=args.learner_metrics_url,
+        replay_metrics_url=args.replay_metrics_url,
+        policy=Policy(min_actors, max_actors, low, high, cooldown),
+        interval_s=interval,
+        metrics_port=metrics_port,
+        host=args.host,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,15 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-
-from muzero.operations.k8s import (COMPONENT_LABEL, COMPONENTS, METRICS_PORT_NAME, api_client, default_namespace, describe_error,
-                        release_selector)
+from muzero.operations.k8s import (
+    COMPONENT_LABEL,
+    COMPONENTS,
+    METRICS_PORT_NAME,
+    api_client,
+    default_namespace,
+    describe_error,
+    release_selector,
+)
 from muzero.operations.metrics_text import parse
 
 VERSIONED = ("learner", "actor", "reanalyze")  # the components that export muzero_<component>_model_version
@@ -82,8 +88,8 @@ def read_model_version(core, namespace: str, pod, component: str, timeout_s: flo
         return None, f"pod is {pod.status.phase}"
     try:
         response = core.connect_get_namespaced_pod_proxy_with_path(
-            f"{pod.metadata.name}:{port}", namespace, "metrics", _preload_content=False,
-            _request_timeout=timeout_s)
+            f"{pod.metadata.name}:{port}", namespace, "metrics", _preload_content=False, _request_timeout=timeout_s
+        )
         return parse_model_version(response.data.decode(), component), ""
     except Exception as error:  # unreachable pods are what status is for: report, never crash
         return None, describe_error(error)
@@ -91,8 +97,9 @@ def read_model_version(core, namespace: str, pod, component: str, timeout_s: flo
 
 def collect(core, namespace: str, release: str, timeout_s: float = 3.0) -> list[PodStatus]:
     """Every pod of the release, in component order, versions read in parallel."""
-    pods = core.list_namespaced_pod(namespace, label_selector=release_selector(release),
-                                    _request_timeout=timeout_s * 3).items
+    pods = core.list_namespaced_pod(
+        namespace, label_selector=release_selector(release), _request_timeout=timeout_s * 3
+    ).items
     order = {name: i for i, name in enumerate(COMPONENTS)}
 
     def component(pod) -> str:
@@ -100,22 +107,38 @@ def collect(core, namespace: str, release: str, timeout_s: float = 3.0) -> list[
 
     pods.sort(key=lambda pod: (order.get(component(pod), len(order)), pod.metadata.name))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        versions = list(pool.map(lambda pod: read_model_version(core, namespace, pod, component(pod), timeout_s),
-                                 pods))
+        versions = list(pool.map(lambda pod: read_model_version(core, namespace, pod, component(pod), timeout_s), pods))
     rows = []
     for pod, (version, note) in zip(pods, versions):
         statuses = pod.status.container_statuses or []
-        rows.append(PodStatus(
-            component=component(pod), name=pod.metadata.name, status=pod_phase(pod),
-            ready_containers=sum(1 for c in statuses if c.ready), containers=len(pod.spec.containers or []),
-            restarts=sum(c.restart_count or 0 for c in statuses), model_version=version, version_note=note))
+        rows.append(
+            PodStatus(
+                component=component(pod),
+                name=pod.metadata.name,
+                status=pod_phase(pod),
+                ready_containers=sum(1 for c in statuses if c.ready),
+                containers=len(pod.spec.containers or []),
+                restarts=sum(c.restart_count or 0 for c in statuses),
+                model_version=version,
+                version_note=note,
+            )
+        )
     return rows
 
 
 def format_table(rows: list[PodStatus]) -> str:
     header = ("COMPONENT", "POD", "READY", "STATUS", "RESTARTS", "VERSION")
-    lines = [(row.component, row.name, f"{row.ready_containers}/{row.containers}", row.status, str(row.restarts),
-              row.version_text) for row in rows]
+    lines = [
+        (
+            row.component,
+            row.name,
+            f"{row.ready_containers}/{row.containers}",
+            row.status,
+            str(row.restarts),
+            row.version_text,
+        )
+        for row in rows
+    ]
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *lines]]
     per_component = {}
@@ -130,8 +153,15 @@ def format_table(rows: list[PodStatus]) -> str:
     return "\n".join(text)
 
 
-def run(namespace: str | None, release: str, kubeconfig: str | None, in_cluster: bool, context: str | None,
-        as_json: bool, timeout_s: float) -> int:
+def run(
+    namespace: str | None,
+    release: str,
+    kubeconfig: str | None,
+    in_cluster: bool,
+    context: str | None,
+    as_json: bool,
+    timeout_s: float,
+) -> int:
     """Print the table (or JSON); 0 when every pod is ready, 1 otherwise or when none is found."""
     from kubernetes import client
     from kubernetes.config import ConfigException
@@ -148,16 +178,28 @@ def run(namespace: str | None, release: str, kubeconfig: str | None, in_cluster:
         print(f"muzero: listing pods in namespace {namespace!r} failed: {describe_error(error)}", file=sys.stderr)
         return 1
     except Exception as error:  # connection refused, timeout: name the server
-        print(f"muzero: cannot reach the Kubernetes API server ({core.api_client.configuration.host}): {error}",
-              file=sys.stderr)
+        print(
+            f"muzero: cannot reach the Kubernetes API server ({core.api_client.configuration.host}): {error}",
+            file=sys.stderr,
+        )
         return 1
     if as_json:
-        print(json.dumps({"namespace": namespace, "release": release,
-                          "pods": [{**asdict(row), "ready": row.ready} for row in rows]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "namespace": namespace,
+                    "release": release,
+                    "pods": [{**asdict(row), "ready": row.ready} for row in rows],
+                },
+                indent=2,
+            )
+        )
     elif rows:
         print(format_table(rows))
     if not rows:
-        print(f"muzero: no pods of release {release!r} in namespace {namespace!r} "
-              f"(selector {release_selector(release)})", file=sys.stderr)
+        print(
+            f"muzero: no pods of release {release!r} in namespace {namespace!r} (selector {release_selector(release)})",
+            file=sys.stderr,
+        )
         return 1
     return 0 if all(row.ready for row in rows) else 1

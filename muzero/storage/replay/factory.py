@@ -25,8 +25,7 @@ class EnvSpec:
 
     @classmethod
     def of(cls, config: ExperimentConfig) -> EnvSpec:
-        env = make_vector_env(config.env.id, 1, config.training.seed, config.env.max_episode_steps,
-                              config.env.wrappers)
+        env = make_vector_env(config.env.id, 1, config.training.seed, config.env.max_episode_steps, config.env.wrappers)
         try:
             return cls(env.num_actions, tuple(env.observation_shape), np.dtype(env.observation_dtype), env.num_players)
         finally:
@@ -64,8 +63,18 @@ def window_steps(config: ExperimentConfig) -> int:
 def build_store(config: ExperimentConfig, spec: EnvSpec | None = None) -> ReplayStorage:
     spec = spec or EnvSpec.of(config)
     if config.replay.backend == "memory":
-        return MemoryReplay(config.replay, num_actions=spec.num_actions, observation_shape=spec.observation_shape,
-                            frame_stack=config.env.frame_stack)
-    return RedisReplay(config.replay, experiment=config.name, num_actions=spec.num_actions,
-                       observation_shape=spec.observation_shape, frame_stack=config.env.frame_stack,
-                       window_steps=window_steps(config), observation_dtype=spec.observation_dtype)
+        return MemoryReplay(
+            config.replay,
+            num_actions=spec.num_actions,
+            observation_shape=spec.observation_shape,
+            frame_stack=config.env.frame_stack,
+        )
+    return RedisReplay(
+        config.replay,
+        experiment=config.name,
+        num_actions=spec.num_actions,
+        observation_shape=spec.observation_shape,
+        frame_stack=config.env.frame_stack,
+        window_steps=window_steps(config),
+        observation_dtype=spec.observation_dtype,
+    )

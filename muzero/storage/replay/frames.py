@@ -92,8 +92,9 @@ class FrameCodec:
             local.decompress_dict = None
             if self.dictionary is not None:
                 zstd_dict = self.dictionary.zstd()
-                local.with_dict = zstandard.ZstdCompressor(level=self.level, dict_data=zstd_dict,
-                                                           write_content_size=True, write_dict_id=False)
+                local.with_dict = zstandard.ZstdCompressor(
+                    level=self.level, dict_data=zstd_dict, write_content_size=True, write_dict_id=False
+                )
                 local.decompress_dict = zstandard.ZstdDecompressor(dict_data=zstd_dict)
         return local
 
@@ -125,7 +126,7 @@ class FrameCodec:
             (dict_id,) = _DICT_ID.unpack_from(payload)
             if self.dictionary is None or dict_id != self.dictionary.dict_id:
                 raise FrameError(f"frame blob needs zstd dictionary {dict_id}, which is not known")
-            raw = self._inflate(self._contexts().decompress_dict, payload[_DICT_ID.size:], expected)
+            raw = self._inflate(self._contexts().decompress_dict, payload[_DICT_ID.size :], expected)
         else:
             raise FrameError(f"frame blob has unknown encoding {kind}")
         if len(raw) != expected:

@@ -27,7 +27,6 @@ from muzero.storage.replay.protocol import SampledBatch, checked_priorities
 from muzero.storage.replay.rate_limiter import Counts
 from muzero.storage.replay.sum_tree import SumTree
 
-
 TOMBSTONES = 100_000  # evicted ids remembered, so that a late re-send stays a no-op
 
 
@@ -42,8 +41,7 @@ class _Stored:
 class MemoryReplay:
     """In-process :class:`~muzero.storage.replay.protocol.ReplayStorage` (the local-mode default)."""
 
-    def __init__(self, config: ReplayConfig, *, num_actions: int, observation_shape: tuple[int, ...],
-                 frame_stack: int):
+    def __init__(self, config: ReplayConfig, *, num_actions: int, observation_shape: tuple[int, ...], frame_stack: int):
         config.validate()
         self.config = config
         self.num_actions = num_actions
@@ -59,10 +57,15 @@ class MemoryReplay:
         self._next_leaf = 0
         self._next_serial = 0
         self._num_transitions = 0
-        self._counters = {"inserted_segments_total": 0, "inserted_transitions_total": 0,
-                          "duplicate_inserts_total": 0, "evicted_segments_total": 0,
-                          "sampled_transitions_total": 0, "priority_updates_total": 0,
-                          "stale_priority_updates_total": 0}
+        self._counters = {
+            "inserted_segments_total": 0,
+            "inserted_transitions_total": 0,
+            "duplicate_inserts_total": 0,
+            "evicted_segments_total": 0,
+            "sampled_transitions_total": 0,
+            "priority_updates_total": 0,
+            "stale_priority_updates_total": 0,
+        }
 
     @property
     def num_transitions(self) -> int:
@@ -84,8 +87,7 @@ class MemoryReplay:
         segment.validate(self.num_actions, self.observation_shape, self.frame_stack)
         length = segment.length
         if length > self.config.capacity:
-            raise ValueError(f"segment.length: {length} transitions exceed the store's capacity "
-                             f"{self.config.capacity}")
+            raise ValueError(f"segment.length: {length} transitions exceed the store's capacity {self.config.capacity}")
         if self._next_leaf + length > self._ring_size:
             self._next_leaf = 0
         while self._num_transitions + length > self.config.capacity:
@@ -108,11 +110,21 @@ class MemoryReplay:
         return True
 
     def counts(self) -> Counts:
-        return Counts(inserted=self._counters["inserted_transitions_total"],
-                      sampled=self._counters["sampled_transitions_total"], stored=self._num_transitions)
+        return Counts(
+            inserted=self._counters["inserted_transitions_total"],
+            sampled=self._counters["sampled_transitions_total"],
+            stored=self._num_transitions,
+        )
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
-               count: bool = True, frames: str = "window") -> SampledBatch:
+    def sample(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        *,
+        uniform: bool = False,
+        count: bool = True,
+        frames: str = "window",
+    ) -> SampledBatch:
         """See the protocol; segments are handed out whole, so ``frames`` changes nothing here."""
         if frames not in ("window", "stack"):
             raise ValueError(f"frames: must be 'window' or 'stack', got {frames!r}")
@@ -135,8 +147,9 @@ class MemoryReplay:
         if count:
             self._counters["sampled_transitions_total"] += batch_size
         keys = SampleKeys(segment_ids=np.array([s.segment_id for s in segments]), positions=positions)
-        return SampledBatch(segments=segments, positions=positions, probabilities=probabilities, weights=weights,
-                            keys=keys)
+        return SampledBatch(
+            segments=segments, positions=positions, probabilities=probabilities, weights=weights, keys=keys
+        )
 
     def update_priorities(self, keys: SampleKeys, priorities: np.ndarray) -> int:
         priorities = checked_priorities(keys, priorities)
@@ -147,8 +160,10 @@ class MemoryReplay:
                 stale += 1
                 continue
             if not 0 <= position < stored.segment.length:
-                raise ValueError(f"keys.positions: {position} is not an owned position of segment {segment_id} "
-                                 f"(length {stored.segment.length})")
+                raise ValueError(
+                    f"keys.positions: {position} is not an owned position of segment {segment_id} "
+                    f"(length {stored.segment.length})"
+                )
             leaves.append(stored.first_leaf + int(position))
             values.append(priority)
         self._tree.set(np.array(leaves, dtype=np.int64), self._leaf_values(np.array(values)))
@@ -160,8 +175,7 @@ class MemoryReplay:
         """``count`` stored segments (drawn through their transitions), for reanalyze."""
         return list(self.sample(count, rng, uniform=uniform, count=False).segments)
 
-    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
-                      model_version: int) -> bool:
+    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray, model_version: int) -> bool:
         """Replace a stored segment's policies and root values with reanalysed ones; False if
         it was evicted or already holds targets of this or a newer version (the first write
         of a version wins)."""
@@ -170,14 +184,18 @@ class MemoryReplay:
         stored = self._by_id.get(segment_id)
         if stored is None or stored.targets_version >= model_version:
             return False
-        fresh = replace(stored.segment, policies=np.asarray(policies, dtype=np.float32),
-                        root_values=np.asarray(root_values, dtype=np.float32))
+        fresh = replace(
+            stored.segment,
+            policies=np.asarray(policies, dtype=np.float32),
+            root_values=np.asarray(root_values, dtype=np.float32),
+        )
         fresh.validate(self.num_actions, self.observation_shape, self.frame_stack)
         stored.segment = fresh
         stored.targets_version = model_version
         self._counters["reanalysed_writes_total"] = self._counters.get("reanalysed_writes_total", 0) + 1
-        self._counters["reanalysed_transitions_total"] = (self._counters.get("reanalysed_transitions_total", 0)
-                                                          + fresh.length)
+        self._counters["reanalysed_transitions_total"] = (
+            self._counters.get("reanalysed_transitions_total", 0) + fresh.length
+        )
         return True
 
     def fsck(self) -> list[str]:
@@ -195,8 +213,13 @@ class MemoryReplay:
         return problems
 
     def stats(self) -> dict[str, Any]:
-        return {"num_segments": self.num_segments, "num_transitions": self._num_transitions,
-                "capacity": self.config.capacity, "priority_mass": self._tree.total, **self._counters}
+        return {
+            "num_segments": self.num_segments,
+            "num_transitions": self._num_transitions,
+            "capacity": self.config.capacity,
+            "priority_mass": self._tree.total,
+            **self._counters,
+        }
 
     def segments(self) -> list[Segment]:
         """Stored segments, oldest first."""

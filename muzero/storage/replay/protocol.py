@@ -40,8 +40,10 @@ def checked_priorities(keys: SampleKeys, priorities: np.ndarray) -> np.ndarray:
     """``priorities`` as float64 (N,), or ValueError if they do not match ``keys`` or are not finite and >= 0."""
     priorities = np.asarray(priorities, dtype=np.float64)
     if priorities.shape != (len(keys),) or keys.segment_ids.shape != keys.positions.shape:
-        raise ValueError(f"priorities: expected shape ({len(keys)},) matching keys, got {priorities.shape} "
-                         f"for keys of shapes {keys.segment_ids.shape} and {keys.positions.shape}")
+        raise ValueError(
+            f"priorities: expected shape ({len(keys)},) matching keys, got {priorities.shape} "
+            f"for keys of shapes {keys.segment_ids.shape} and {keys.positions.shape}"
+        )
     if not np.isfinite(priorities).all() or (priorities < 0).any():
         raise ValueError("priorities: must be finite and >= 0")
     return priorities
@@ -54,8 +56,15 @@ class ReplayStorage(Protocol):
         stored (or recently evicted) ``segment_id`` is a no-op that returns False; an invalid
         segment raises ValueError and stores nothing."""
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
-               count: bool = True, frames: str = "window") -> SampledBatch:
+    def sample(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        *,
+        uniform: bool = False,
+        count: bool = True,
+        frames: str = "window",
+    ) -> SampledBatch:
         """Draw ``batch_size`` owned transitions with probability proportional to priority^alpha
         (or uniformly); training examples carry the freshest targets stored. ``count`` adds
         the draws to the sampled total (the rate limiter's). ``frames="stack"`` lets a store
@@ -73,8 +82,7 @@ class ReplayStorage(Protocol):
     def read_segments(self, count: int, rng: np.random.Generator, *, uniform: bool = True) -> list[Segment]:
         """Whole stored segments, with frames and freshest targets, for reanalyze."""
 
-    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
-                      model_version: int) -> bool:
+    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray, model_version: int) -> bool:
         """Reanalysed (T, A) policies and (T,) root values for a stored segment; False if it is
         gone or already holds targets of a newer model version."""
 

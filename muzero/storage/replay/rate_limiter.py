@@ -12,8 +12,8 @@ so every replica of a stateless front enforces the same limit.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from muzero.config import ReplayConfig
 

@@ -29,11 +29,11 @@ import redis
 
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys, Segment, stack_frames
-from muzero.wire import codec
 from muzero.storage.replay.cache import ByteLRU
 from muzero.storage.replay.frames import FrameCodec, FrameDictionary, FrameError, frame_hash
 from muzero.storage.replay.protocol import SampledBatch, checked_priorities
 from muzero.storage.replay.rate_limiter import Counts
+from muzero.wire import codec
 
 _SCRIPTS = ("init", "insert", "sample", "update", "write_targets", "fsck")
 _SEGMENT_ARRAYS = ("actions", "rewards", "to_play", "legal_masks", "policies", "root_values")
@@ -72,15 +72,25 @@ class RedisReplay:
     (K + n + 1); samples return windows that long (fewer at a segment's end).
     """
 
-    def __init__(self, config: ReplayConfig, *, experiment: str, num_actions: int,
-                 observation_shape: tuple[int, ...], frame_stack: int, window_steps: int,
-                 observation_dtype: np.dtype | str = np.float32, clients: list[redis.Redis] | None = None):
+    def __init__(
+        self,
+        config: ReplayConfig,
+        *,
+        experiment: str,
+        num_actions: int,
+        observation_shape: tuple[int, ...],
+        frame_stack: int,
+        window_steps: int,
+        observation_dtype: np.dtype | str = np.float32,
+        clients: list[redis.Redis] | None = None,
+    ):
         config.validate()
         if clients is None:
             if not config.redis_urls:
                 raise ValueError("replay.redis_urls: no shard given")
-            clients = [redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
-                       for url in config.redis_urls]
+            clients = [
+                redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5) for url in config.redis_urls
+            ]
         if not clients:
             raise ValueError("clients: need at least one shard")
         if not experiment or "{" in experiment or "}" in experiment:
@@ -98,8 +108,10 @@ class RedisReplay:
         self.shard_capacity_bytes = math.ceil(config.capacity_bytes / num_shards) if config.capacity_bytes else 0
         ring = 2 * self.shard_capacity
         leaves = 1 << (ring - 1).bit_length()
-        layout = f"{experiment} {'x'.join(map(str, self.observation_shape))} {self.observation_dtype.name} " \
-                 f"{num_actions} {frame_stack}"
+        layout = (
+            f"{experiment} {'x'.join(map(str, self.observation_shape))} {self.observation_dtype.name} "
+            f"{num_actions} {frame_stack}"
+        )
         self.shards = []
         for index, client in enumerate(clients):
             scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
@@ -127,11 +139,13 @@ class RedisReplay:
             raise TypeError(f"segment: expected a Segment, got {type(segment).__name__}")
         segment.validate(self.num_actions, self.observation_shape, self.frame_stack)
         if segment.observations.dtype != self.observation_dtype:
-            raise ValueError(f"segment.observations: expected dtype {self.observation_dtype}, "
-                             f"got {segment.observations.dtype}")
+            raise ValueError(
+                f"segment.observations: expected dtype {self.observation_dtype}, got {segment.observations.dtype}"
+            )
         if segment.length > self.shard_capacity:
-            raise ValueError(f"segment.length: {segment.length} transitions exceed a shard's capacity "
-                             f"{self.shard_capacity}")
+            raise ValueError(
+                f"segment.length: {segment.length} transitions exceed a shard's capacity {self.shard_capacity}"
+            )
         shard = self.shards[shard_of(segment.segment_id, len(self.shards))]
         hashes = [frame_hash(frame).hex() for frame in segment.observations]
         frames_by_hash = dict(zip(hashes, segment.observations))
@@ -161,7 +175,8 @@ class RedisReplay:
         for segment_id, position, mass in zip(keys.segment_ids, keys.positions, masses):
             segment_id = str(segment_id)
             by_shard.setdefault(shard_of(segment_id, len(self.shards)), []).extend(
-                [segment_id, int(position), mass.tobytes()])
+                [segment_id, int(position), mass.tobytes()]
+            )
         stale = 0
         for index, args in by_shard.items():
             try:
@@ -170,8 +185,7 @@ class RedisReplay:
                 raise ValueError(str(error).removeprefix("POSITION ")) from None
         return stale
 
-    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray,
-                      model_version: int) -> bool:
+    def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray, model_version: int) -> bool:
         """Store reanalysed targets for a stored segment; False if it was evicted (or has newer ones)."""
         shard = self.shards[shard_of(segment_id, len(self.shards))]
         cached = self.cache.get(("segment", segment_id))
@@ -196,13 +210,21 @@ class RedisReplay:
         if model_version < 0:
             raise ValueError(f"model_version: must be >= 0, got {model_version}")
         message = codec.targets_to_proto(segment_id, policies, root_values, model_version)
-        return bool(shard.call("write_targets", segment_id, message.SerializeToString(), int(model_version),
-                               int(length)))
+        return bool(
+            shard.call("write_targets", segment_id, message.SerializeToString(), int(model_version), int(length))
+        )
 
     # --- reading ----------------------------------------------------------------------------
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, uniform: bool = False,
-               count: bool = True, frames: str = "window") -> SampledBatch:
+    def sample(
+        self,
+        batch_size: int,
+        rng: np.random.Generator,
+        *,
+        uniform: bool = False,
+        count: bool = True,
+        frames: str = "window",
+    ) -> SampledBatch:
         """``batch_size`` windows drawn by priority (or uniformly) across all shards; ``count``
         adds them to the sampled total the rate limiter reads."""
         if batch_size < 1:
@@ -218,20 +240,28 @@ class RedisReplay:
         else:
             raise ReplayError(f"sample: segments were evicted under {MAX_SAMPLE_RETRIES} attempts in a row")
         masses = np.array([d[3] for d in draws], dtype=np.float64)
-        probabilities = (np.full(batch_size, 1.0 / total_transitions) if uniform else masses / total_mass)
+        probabilities = np.full(batch_size, 1.0 / total_transitions) if uniform else masses / total_mass
         weights = (total_transitions * probabilities) ** -(0.0 if uniform else self.config.priority_beta)
         weights = (weights / weights.max()).astype(np.float32)
-        keys = SampleKeys(segment_ids=np.array([d[1] for d in draws]),
-                          positions=np.array([d[2] for d in draws], dtype=np.int64))
-        return SampledBatch(segments=segments, positions=np.zeros(batch_size, dtype=np.int64),
-                            probabilities=probabilities, weights=weights, keys=keys, observations=observations)
+        keys = SampleKeys(
+            segment_ids=np.array([d[1] for d in draws]), positions=np.array([d[2] for d in draws], dtype=np.int64)
+        )
+        return SampledBatch(
+            segments=segments,
+            positions=np.zeros(batch_size, dtype=np.int64),
+            probabilities=probabilities,
+            weights=weights,
+            keys=keys,
+            observations=observations,
+        )
 
     def read_segments(self, count: int, rng: np.random.Generator, *, uniform: bool = True) -> list[Segment]:
         """``count`` whole stored segments (with their frames and freshest targets), for reanalyze."""
         for _ in range(MAX_SAMPLE_RETRIES):
             draws, _, _ = self._draw(count, rng, uniform, False)
-            read = self._read_windows([(shard, sid, 0, mass, version) for shard, sid, _, mass, version in draws],
-                                      whole=True)
+            read = self._read_windows(
+                [(shard, sid, 0, mass, version) for shard, sid, _, mass, version in draws], whole=True
+            )
             if read is not None:
                 return read[0]
         raise ReplayError(f"read_segments: segments were evicted under {MAX_SAMPLE_RETRIES} attempts in a row")
@@ -258,27 +288,36 @@ class RedisReplay:
             for _ in range(MAX_SAMPLE_RETRIES):  # redraw the rare draws that hit a zero-mass leaf
                 if len(got) == share:
                     break
-                reply = shard.call("sample", "uniform" if uniform else "priority", "count" if tally else "",
-                                   *[repr(float(u)) for u in rng.random(share - len(got))])
+                reply = shard.call(
+                    "sample",
+                    "uniform" if uniform else "priority",
+                    "count" if tally else "",
+                    *[repr(float(u)) for u in rng.random(share - len(got))],
+                )
                 for i in range(2, len(reply), 4):
                     if reply[i]:
-                        got.append((shard, reply[i].decode(), int(reply[i + 1]), float(reply[i + 2]),
-                                    int(reply[i + 3])))
+                        got.append(
+                            (shard, reply[i].decode(), int(reply[i + 1]), float(reply[i + 2]), int(reply[i + 3]))
+                        )
             if len(got) < share:
                 raise ValueError("cannot sample: a replay shard emptied while sampling")
             draws += got
         return draws, float(masses_array.sum()), int(sum(transitions))
 
-    def _read_windows(self, draws: list, whole: bool = False,
-                      stack_only: bool = False) -> tuple[list[Segment], np.ndarray | None] | None:
+    def _read_windows(
+        self, draws: list, whole: bool = False, stack_only: bool = False
+    ) -> tuple[list[Segment], np.ndarray | None] | None:
         """The windows (or whole segments) of ``draws``, and with ``stack_only`` the stacked
         observations (the windows then keep stand-in frames); None if any segment is gone."""
         by_shard: dict[int, list[int]] = {}
         for b, draw in enumerate(draws):
             by_shard.setdefault(draw[0].index, []).append(b)
         windows: list[Segment | None] = [None] * len(draws)
-        stacked = (np.empty((len(draws), self.frame_stack, *self.observation_shape), self.observation_dtype)
-                   if stack_only else None)
+        stacked = (
+            np.empty((len(draws), self.frame_stack, *self.observation_shape), self.observation_dtype)
+            if stack_only
+            else None
+        )
         for index, rows in by_shard.items():
             shard = self.shards[index]
             bases = self._bases(shard, {draws[b][1]: draws[b][4] for b in rows})
@@ -297,8 +336,9 @@ class RedisReplay:
             for b in rows:
                 _, segment_id, position, _, _ = draws[b]
                 base, frame_list = bases[segment_id]
-                start, end = (0, base.num_steps) if whole else (position, min(position + self.window_steps,
-                                                                                  base.num_steps))
+                start, end = (
+                    (0, base.num_steps) if whole else (position, min(position + self.window_steps, base.num_steps))
+                )
                 last = start + self.frame_stack if stack_only else self.frame_stack - 1 + end
                 hashes = [frame_list[32 * i : 32 * i + 32] for i in range(start, last)]
                 spans[b] = hashes
@@ -393,26 +433,35 @@ class RedisReplay:
         """A stored segment as the actor sent it, with stand-in frames that take no memory
         (the caller puts the frames it read in place)."""
         message = codec.stored_segment_from_bytes(blob)
-        fields = {name: codec.tensor_from_proto(getattr(message, name), f"stored.{name}")
-                  for name in _SEGMENT_ARRAYS}
+        fields = {name: codec.tensor_from_proto(getattr(message, name), f"stored.{name}") for name in _SEGMENT_ARRAYS}
         length = int(message.length)
         steps = fields["actions"].shape[0]
-        placeholder = np.broadcast_to(np.zeros(self.observation_shape, self.observation_dtype),
-                                      (self.frame_stack - 1 + steps, *self.observation_shape))
-        return Segment(observations=placeholder, length=length, terminated=bool(message.terminated),
-                       bootstrap_value=float(message.bootstrap_value),
-                       bootstrap_to_play=int(message.bootstrap_to_play),
-                       priorities=np.ones(length, dtype=np.float32), model_version=int(message.model_version),
-                       segment_id=message.segment_id, **fields)
+        placeholder = np.broadcast_to(
+            np.zeros(self.observation_shape, self.observation_dtype),
+            (self.frame_stack - 1 + steps, *self.observation_shape),
+        )
+        return Segment(
+            observations=placeholder,
+            length=length,
+            terminated=bool(message.terminated),
+            bootstrap_value=float(message.bootstrap_value),
+            bootstrap_to_play=int(message.bootstrap_to_play),
+            priorities=np.ones(length, dtype=np.float32),
+            model_version=int(message.model_version),
+            segment_id=message.segment_id,
+            **fields,
+        )
 
     @staticmethod
     def _with_targets(segment: Segment, targets: bytes) -> tuple[Segment, int]:
         """``segment`` with reanalysed policies and root values, and their model version."""
         fresh = codec.replay_pb2.ReanalysedTargets()
         fresh.ParseFromString(targets)
-        return replace(segment, policies=codec.tensor_from_proto(fresh.policies, "reanalysed.policies"),
-                       root_values=codec.tensor_from_proto(fresh.root_values, "reanalysed.root_values")), \
-            int(fresh.model_version)
+        return replace(
+            segment,
+            policies=codec.tensor_from_proto(fresh.policies, "reanalysed.policies"),
+            root_values=codec.tensor_from_proto(fresh.root_values, "reanalysed.root_values"),
+        ), int(fresh.model_version)
 
     def _decode_frame(self, blob: bytes) -> np.ndarray:
         try:
@@ -460,16 +509,16 @@ class RedisReplay:
         pipe_results = []
         for shard in self.shards:
             raw = shard.client.hgetall(shard.prefix + "meta")
-            pipe_results.append({k.decode(): float(v) for k, v in raw.items()
-                                 if k.decode() != "layout"})
+            pipe_results.append({k.decode(): float(v) for k, v in raw.items() if k.decode() != "layout"})
         return pipe_results
 
     def counts(self) -> Counts:
         """Totals for the rate limiter, one round trip per shard."""
         inserted = sampled = stored = 0
         for shard in self.shards:
-            values = shard.client.hmget(shard.prefix + "meta", "inserted_transitions_total",
-                                        "sampled_transitions_total", "transitions")
+            values = shard.client.hmget(
+                shard.prefix + "meta", "inserted_transitions_total", "sampled_transitions_total", "transitions"
+            )
             inserted += int(values[0] or 0)
             sampled += int(values[1] or 0)
             stored += int(values[2] or 0)
@@ -497,22 +546,28 @@ class RedisReplay:
         totals["capacity"] = float(self.config.capacity)
         totals["capacity_bytes"] = float(self.config.capacity_bytes)
         totals["num_shards"] = float(len(self.shards))
-        return {"num_segments": int(totals.get("segments", 0)), "num_transitions": int(totals.get("transitions", 0)),
-                **totals, "shards": shards}
+        return {
+            "num_segments": int(totals.get("segments", 0)),
+            "num_transitions": int(totals.get("transitions", 0)),
+            **totals,
+            "shards": shards,
+        }
 
     def fsck(self) -> list[str]:
         """Problems found in any shard (each checked atomically); empty when consistent."""
         problems = []
         for shard in self.shards:
-            problems += [f"shard {shard.index}: {p.decode() if isinstance(p, bytes) else p}"
-                         for p in shard.call("fsck")]
+            problems += [
+                f"shard {shard.index}: {p.decode() if isinstance(p, bytes) else p}" for p in shard.call("fsck")
+            ]
         return problems
 
     def clear(self) -> None:
         """Delete every key of this experiment (tests, ``muzero replay reset``)."""
         self.cache.clear()
         for shard in self.shards:
-            keys = list(shard.client.scan_iter(match=shard.prefix.replace("{", "\\{").replace("}", "\\}") + "*",
-                                               count=1000))
+            keys = list(
+                shard.client.scan_iter(match=shard.prefix.replace("{", "\\{").replace("}", "\\}") + "*", count=1000)
+            )
             for i in range(0, len(keys), 1000):
                 shard.client.delete(*keys[i : i + 1000])
