@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,10 @@ import numpy as np
 
 from muzero import config as config_module
 from muzero.config import ConfigError
+
+# Before anything imports grpc: `muzero cluster up` forks services while its own gRPC calls are
+# live, and gRPC's fork support can abort such a child before exec (see muzero/operations/cluster.py).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 def _load_network(checkpoint_path: str):

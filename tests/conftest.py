@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-import pytest
+import os
 
-from muzero.operations.redis_process import RedisServer
+# Before any test module imports grpc: tests fork service processes while gRPC calls are live, and
+# gRPC's fork support can abort such a child before exec (see muzero/operations/cluster.py).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import pytest  # noqa: E402  (after the variable, which gRPC reads at import)
+
+from muzero.operations.redis_process import RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

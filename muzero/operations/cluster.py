@@ -22,7 +22,14 @@ from muzero.operations.metrics_text import scrape
 from muzero.operations.redis_process import RedisServer, _die_with_parent, free_port
 
 STOP_ORDER = ("actor", "reanalyze", "learner", "replay")
-ROOT = Path(__file__).resolve().parent.parent  # where the services package lives
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: where the services package lives
+
+# This process forks service processes while its own gRPC calls (health checks) are live. With
+# gRPC's fork support on, a forked child restarts gRPC's poller before exec and can abort on the
+# descriptors subprocess closes (grpc/grpc#43055, grpcio >= 1.81): the "service" dies with -6
+# before it starts. A child here only ever execs, so it needs none of that support. gRPC reads
+# the variable when it is first imported; muzero/cli.py and tests/conftest.py set it earlier.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 @dataclass
