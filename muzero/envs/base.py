@@ -7,7 +7,8 @@ evaluation all step thousands of positions per call.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,3 +40,19 @@ class BoardGame(Protocol):
 
     def render(self, state: np.ndarray) -> str:
         """A human-readable board for one state."""
+
+
+def refuse_illegal_moves(finished: Any, illegal: Any, describe: Callable[[np.ndarray], str], prefix: str = "") -> None:
+    """Raise one ValueError naming every bad game of a batched step, or return if there is none.
+
+    ``finished`` and ``illegal`` are (n,) bool arrays (illegal excludes finished games);
+    ``describe(games)`` says what the ``illegal`` games did, e.g. "play on occupied cells [4]"."""
+    if not finished.any() and not illegal.any():
+        return
+    problems = []
+    if finished.any():
+        problems.append(f"games {np.flatnonzero(finished).tolist()} are already finished")
+    if illegal.any():
+        games = np.flatnonzero(illegal)
+        problems.append(f"games {games.tolist()} {describe(games)}")
+    raise ValueError(prefix + "illegal moves: " + "; ".join(problems))

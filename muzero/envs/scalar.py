@@ -22,6 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
+from muzero.envs.base import refuse_illegal_moves
+
 
 class ScalarRules(Protocol):
     """The rules of a two-player game over one state at a time.
@@ -111,14 +113,9 @@ class ScalarBoardGame:
         finished = ~legal.any(axis=1)
         in_range = (actions >= 0) & (actions < self.num_actions)
         illegal = ~finished & ~(in_range & legal[np.arange(n), np.clip(actions, 0, self.num_actions - 1)])
-        if finished.any() or illegal.any():
-            problems = []
-            if finished.any():
-                problems.append(f"games {np.flatnonzero(finished).tolist()} are already finished")
-            if illegal.any():
-                bad = np.flatnonzero(illegal)
-                problems.append(f"games {bad.tolist()} play {actions[bad].tolist()}, not legal there")
-            raise ValueError(f"{self.name}: illegal moves: " + "; ".join(problems))
+        refuse_illegal_moves(
+            finished, illegal, lambda g: f"play {actions[g].tolist()}, not legal there", prefix=f"{self.name}: "
+        )
         next_states = np.empty_like(states)
         reward = np.zeros(n, dtype=np.float32)
         terminal = np.zeros(n, dtype=bool)

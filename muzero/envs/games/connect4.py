@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from muzero.envs.base import refuse_illegal_moves
 from muzero.envs.registry import register_game
 
 ROWS, COLUMNS = 6, 7
@@ -159,14 +160,7 @@ class ConnectFour:
         landing_row = heights[games, actions]
         finished = _is_terminal(states)
         full = (landing_row >= ROWS) & ~finished
-        if finished.any() or full.any():
-            problems = []
-            if finished.any():
-                problems.append(f"games {np.flatnonzero(finished).tolist()} are already finished")
-            if full.any():
-                bad = np.flatnonzero(full)
-                problems.append(f"games {bad.tolist()} play into full columns {actions[bad].tolist()}")
-            raise ValueError("illegal moves: " + "; ".join(problems))
+        refuse_illegal_moves(finished, full, lambda g: f"play into full columns {actions[g].tolist()}")
 
         mover = _to_play(states)
         next_states = states.astype(np.int8, copy=True)

@@ -28,7 +28,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from muzero.envs.base import BoardGame
+from muzero.envs.base import BoardGame, refuse_illegal_moves
 from muzero.envs.players import sample_from_mask
 from muzero.envs.registry import register_game
 
@@ -153,15 +153,7 @@ class TicTacToe:
         rows = np.arange(states.shape[0])
         finished = _is_terminal(states)
         occupied = states[rows, actions] != EMPTY
-        if finished.any() or occupied.any():
-            problems = []
-            if finished.any():
-                problems.append(f"games {np.flatnonzero(finished).tolist()} are already finished")
-            occupied &= ~finished
-            if occupied.any():
-                games = np.flatnonzero(occupied)
-                problems.append(f"games {games.tolist()} play on occupied cells {actions[games].tolist()}")
-            raise ValueError("illegal moves: " + "; ".join(problems))
+        refuse_illegal_moves(finished, occupied & ~finished, lambda g: f"play on occupied cells {actions[g].tolist()}")
 
         mover = _to_play(states)
         next_states = states.astype(np.int8, copy=True)
