@@ -119,7 +119,7 @@ def checkpoint_pull_seconds(megabytes: float = 50.0, repeats: int = 3) -> tuple[
         servicer = CheckpointServicer(Path(folder) / "run")
         server = make_server()
         add_to_server(server, servicer)
-        port = server.add_insecure_port("127.0.0.1:0")
+        port = server.add_port("127.0.0.1:0")
         server.start()
         times, size = [], 0
         try:

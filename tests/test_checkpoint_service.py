@@ -34,7 +34,7 @@ class Served:
         self.servicer = servicer
         self.server = make_server()
         add_to_server(self.server, servicer)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_port("127.0.0.1:0")
         self.server.start()
         self.target = f"127.0.0.1:{self.port}"
 

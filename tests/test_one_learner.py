@@ -97,7 +97,7 @@ def test_local_mode_and_the_learner_service_reach_the_same_parameters():
     servicer = ReplayServicer(config, spec, filled_store(config, spec), seed=SEED)
     server = make_server()
     add_to_server(server, servicer)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_port("127.0.0.1:0")
     server.start()
     client = ReplayClient(f"127.0.0.1:{port}")
     try:

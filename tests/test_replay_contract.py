@@ -225,7 +225,7 @@ def test_reanalysed_targets_are_preferred_and_versioned(store):
     assert not store.write_targets(segment.segment_id, fresh_policies[:, ::-1].copy(), fresh_values, model_version=10)
     assert not store.write_targets("gone", fresh_policies, fresh_values, model_version=11)
     with pytest.raises(ValueError, match="policies"):
-        store.write_targets(segment.segment_id, fresh_policies[:3], fresh_values, model_version=12)
+        store.write_targets(segment.segment_id, fresh_policies[:3], fresh_values[:3], model_version=12)
     sampled = store.sample(20, rng)
     for window, position in zip(sampled.segments, sampled.positions):
         np.testing.assert_array_equal(window.policies[position], fresh_policies[0])

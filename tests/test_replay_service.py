@@ -59,7 +59,7 @@ class RunningReplay:
         from muzero.transport.grpc_util import add_health
 
         add_health(self.server, ["muzero.v1.ReplayService"])
-        self.port = self.server.add_insecure_port(f"127.0.0.1:{port or 0}")
+        self.port = self.server.add_port(f"127.0.0.1:{port or 0}")
         self.server.start()
         self.target = f"127.0.0.1:{self.port}"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 
 from muzero.storage.checkpoint import CheckpointError, CheckpointManager, header_path
+from muzero.transport.grpc_util import Server
 from muzero.wire.v1 import checkpoint_pb2, checkpoint_pb2_grpc
 
 CHUNK_BYTES = 1 << 20
@@ -151,8 +152,8 @@ class CheckpointServicer(checkpoint_pb2_grpc.CheckpointServiceServicer):
                 self._condition.wait(timeout=self.poll_s)
 
 
-def add_to_server(server: grpc.Server, servicer: CheckpointServicer) -> None:
-    checkpoint_pb2_grpc.add_CheckpointServiceServicer_to_server(servicer, server)
+def add_to_server(server: Server, servicer: CheckpointServicer) -> None:
+    server.add_service(servicer, checkpoint_pb2.DESCRIPTOR.services_by_name["CheckpointService"])
 
 
 __all__ = ["CheckpointServicer", "CheckpointError", "add_to_server", "read_published"]

@@ -147,11 +147,18 @@ class SegmentWriter:
 
     def _on_stream_error(self, error: grpc.RpcError) -> None:
         if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            # The server takes a stream's segments in order and acknowledges each before the
+            # next, so the refused one is the one named, else the oldest unacknowledged: drop it
+            # (re-sending it would be refused for ever).
             match = _REJECTED_ID.match(error.details() or "")
             with self._condition:
-                if match and self._pending.pop(match.group(1), None) is not None:
-                    self.rejected.append(Rejected(match.group(1), error.details()))
-                    log.error("replay rejected a segment: %s", error.details())
+                refused = (
+                    match.group(1) if match and match.group(1) in self._pending else next(iter(self._pending), None)
+                )
+                if refused is not None:
+                    del self._pending[refused]
+                    self.rejected.append(Rejected(refused, error.details() or ""))
+                    log.error("replay rejected segment %s: %s", refused, error.details())
                     self._condition.notify_all()
                     return
         if not self._closed:

@@ -26,6 +26,8 @@ from muzero.storage.replay.factory import EnvSpec
 from muzero.storage.replay.memory import MemoryReplay
 from muzero.storage.replay.protocol import ReplayStorage
 from muzero.storage.replay.rate_limiter import RateLimiter
+from muzero.storage.replay.redis_store import TRANSIENT_ERRORS
+from muzero.transport.grpc_util import Server
 from muzero.wire import codec
 from muzero.wire.v1 import replay_pb2, replay_pb2_grpc
 
@@ -34,6 +36,7 @@ log = logging.getLogger("muzero.replay")
 MAX_BATCH_SIZE = 4096
 MAX_BATCHES_PER_CALL = 10_000
 MAX_READ_SEGMENTS = 1024
+MAX_REFUSAL_CHARS = 1024
 SAMPLE_WAIT_CAP_S = 30.0  # a blocked sample answers UNAVAILABLE after this: the client retries
 
 
@@ -95,6 +98,8 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
 
     def _invalid(self, context: grpc.ServicerContext, method: str, message: str):
         self.rejected.labels(method).inc()
+        if len(message) > MAX_REFUSAL_CHARS:  # every echo is clipped at its source; this is the backstop
+            message = message[:MAX_REFUSAL_CHARS] + "..."
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     def _wait(self, context: grpc.ServicerContext, allowed, what: str, cap_s: float | None) -> None:
@@ -201,8 +206,6 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                 request.policies, "policies", dtype="float32", shape=(None, self.spec.num_actions)
             )
             root_values = codec.tensor_from_proto(request.root_values, "root_values", dtype="float32", shape=(None,))
-            if not request.segment_id:
-                raise ValueError("segment_id: must not be empty")
             with self._lock:
                 stored = self.store.write_targets(request.segment_id, policies, root_values, request.model_version)
         except ValueError as error:
@@ -222,10 +225,13 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
 
 
 def _naming(segment_id: str, error: Exception) -> str:
-    """The error, prefixed with the segment's id when it has a usable one (writers drop that segment)."""
-    if segment_id and len(segment_id) <= 128 and segment_id.isprintable() and " " not in segment_id:
-        return f"segment {segment_id}: {error}"
-    return str(error)
+    """The error, prefixed with the segment's id when it has a usable one (writers drop that
+    segment; without one they drop the oldest unacknowledged, which is the refused one)."""
+    try:
+        codec.check_segment_id(segment_id)
+    except ValueError:
+        return str(error)
+    return f"segment {segment_id}: {error}"
 
 
 class _StoreCollector:
@@ -279,5 +285,5 @@ class _StoreCollector:
             yield family
 
 
-def add_to_server(server: grpc.Server, servicer: ReplayServicer) -> None:
-    replay_pb2_grpc.add_ReplayServiceServicer_to_server(servicer, server)
+def add_to_server(server: Server, servicer: ReplayServicer) -> None:
+    server.add_service(servicer, replay_pb2.DESCRIPTOR.services_by_name["ReplayService"], transient=TRANSIENT_ERRORS)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1.health import HealthServicer
 from prometheus_client import CollectorRegistry, start_http_server
 
-from muzero.transport.grpc_util import add_health, make_server
+from muzero.transport.grpc_util import Server, add_health, make_server
+
+log = logging.getLogger("muzero.grpc")
 
 
 @dataclass
 class Serving:
     """A started gRPC server with its health service."""
 
-    server: grpc.Server
+    server: Server
     health: HealthServicer
     port: int
     names: tuple[str, ...]
@@ -37,13 +39,14 @@ def serve(
     service_name: str,
     registry: CollectorRegistry,
     metrics_port: int,
-    register: Callable[[grpc.Server], None] | None = None,
+    register: Callable[[Server], None] | None = None,
     serving: bool = True,
 ) -> Serving | None:
     """Start /metrics (unless ``metrics_port`` is 0) and a gRPC server on ``host:port`` with the
     health service and, through ``register``, the service's own; None if the port is taken.
-    ``serving=False`` keeps health NOT_SERVING until ``set_serving`` (workers still loading)."""
-    server = make_server(max_workers=16 if register else 2)
+    Stream limits, TLS and tokens come from the environment (MUZERO_GRPC_*, MUZERO_TLS_*,
+    MUZERO_TOKENS_FILE). ``serving=False`` keeps health NOT_SERVING until ``set_serving``."""
+    server = make_server(registry=registry)
     if register is not None:
         register(server)
     health = add_health(server, [service_name])
@@ -51,10 +54,19 @@ def serve(
     if not serving:
         for name in names:
             health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_port(f"{host}:{port}")
     if bound == 0:
         return None
     if metrics_port:
         start_http_server(metrics_port, addr=host, registry=registry)
     server.start()
+    limits = server.limits
+    log.info(
+        "gRPC on %s:%d (%s; %d stream slots, streams idle for %.0f s closed)",
+        host,
+        bound,
+        server.security.describe(),
+        limits.max_streams,
+        limits.idle_s,
+    )
     return Serving(server, health, bound, names)

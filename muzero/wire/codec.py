@@ -25,6 +25,26 @@ class WireError(ValueError):
     """A message field that is malformed; the text names the field."""
 
 
+def clip(value: object, limit: int = 64) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: a refusal names what it got without
+    echoing a huge field back (a 100 KB status message is itself refused by the client)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, (str, bytes)) else ""
+    return f"{text[:limit]}...{size}"
+
+
+MAX_ID_CHARS = 128
+
+
+def check_segment_id(segment_id: str, field: str = "segment.segment_id") -> None:
+    if not segment_id or len(segment_id) > MAX_ID_CHARS or not segment_id.isprintable() or " " in segment_id:
+        raise WireError(
+            f"{field}: expected 1-{MAX_ID_CHARS} printable characters without spaces, got {clip(segment_id)}"
+        )
+
+
 def tensor_to_proto(array: np.ndarray, out: replay_pb2.Tensor | None = None) -> replay_pb2.Tensor:
     array = np.asarray(array)
     if array.dtype.name not in ALLOWED_DTYPES:
@@ -41,7 +61,7 @@ def tensor_from_proto(
 ) -> np.ndarray:
     """The array in ``message``; ``dtype`` and ``shape`` (None: any size on that axis) are required if given."""
     if message.dtype not in ALLOWED_DTYPES:
-        raise WireError(f"{field}.dtype: {message.dtype!r} is not one of {sorted(ALLOWED_DTYPES)}")
+        raise WireError(f"{field}.dtype: {clip(message.dtype)} is not one of {sorted(ALLOWED_DTYPES)}")
     if dtype is not None and message.dtype != dtype:
         raise WireError(f"{field}.dtype: expected {dtype}, got {message.dtype}")
     dims = tuple(int(d) for d in message.shape)
@@ -61,6 +81,8 @@ def tensor_from_proto(
             f"{field}.data: {len(message.data)} bytes, but shape {dims} of {message.dtype} "
             f"needs {count * item.itemsize}"
         )
+    if item.kind == "b" and count and np.frombuffer(message.data, dtype=np.uint8).max() > 1:
+        raise WireError(f"{field}.data: bool bytes must be 0 or 1")
     array = np.frombuffer(message.data, dtype=item).reshape(dims).astype(item.newbyteorder("="), copy=False)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise WireError(f"{field}: contains NaN or inf")
@@ -73,6 +95,7 @@ _STEP_FIELDS = ("actions", "rewards", "to_play", "legal_masks", "policies", "roo
 
 
 def segment_to_proto(segment: Segment, experiment: str) -> replay_pb2.Segment:
+    check_segment_id(segment.segment_id)  # a writer hears of an id no server accepts at once
     message = replay_pb2.Segment(
         segment_id=segment.segment_id,
         experiment=experiment,
@@ -100,9 +123,8 @@ def segment_from_proto(
 ) -> Segment:
     """A validated Segment; WireError (a ValueError) names the first bad field."""
     if message.experiment != experiment:
-        raise WireError(f"segment.experiment: {message.experiment!r} is not this store's experiment {experiment!r}")
-    if not message.segment_id or len(message.segment_id) > 128 or not message.segment_id.isprintable():
-        raise WireError(f"segment.segment_id: expected 1-128 printable characters, got {message.segment_id!r}")
+        raise WireError(f"segment.experiment: {clip(message.experiment)} is not this store's experiment {experiment!r}")
+    check_segment_id(message.segment_id)
     if not np.isfinite(message.bootstrap_value):
         raise WireError(f"segment.bootstrap_value: must be finite, got {message.bootstrap_value}")
     steps = tuple(message.actions.shape)[:1]

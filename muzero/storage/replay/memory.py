@@ -23,7 +23,7 @@ import numpy as np
 
 from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys, Segment
-from muzero.storage.replay.protocol import SampledBatch, checked_priorities
+from muzero.storage.replay.protocol import SampledBatch, checked_priorities, checked_targets
 from muzero.storage.replay.rate_limiter import Counts
 from muzero.storage.replay.sum_tree import SumTree
 
@@ -179,8 +179,7 @@ class MemoryReplay:
         """Replace a stored segment's policies and root values with reanalysed ones; False if
         it was evicted or already holds targets of this or a newer version (the first write
         of a version wins)."""
-        if model_version < 0:
-            raise ValueError(f"model_version: must be >= 0, got {model_version}")
+        policies, root_values = checked_targets(segment_id, policies, root_values, model_version, self.num_actions)
         stored = self._by_id.get(segment_id)
         if stored is None or stored.targets_version >= model_version:
             return False

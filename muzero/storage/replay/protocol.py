@@ -49,6 +49,33 @@ def checked_priorities(keys: SampleKeys, priorities: np.ndarray) -> np.ndarray:
     return priorities
 
 
+MAX_TARGETS_VERSION = 2**53
+"""Targets versions travel through Redis' Lua numbers (doubles): above 2^53 they would round,
+so two versions could compare equal, or come back negative."""
+
+
+def checked_targets(
+    segment_id: str, policies: np.ndarray, root_values: np.ndarray, model_version: int, num_actions: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reanalysed targets as float32 (T, A) and (T,), or ValueError naming what is wrong; checked
+    in full whether or not the segment is still stored, so a bad writer hears of it either way."""
+    if not isinstance(segment_id, str) or not segment_id or len(segment_id) > 128:
+        raise ValueError(f"segment_id: expected 1-128 characters, got {len(segment_id or '')}")
+    if not 0 <= model_version <= MAX_TARGETS_VERSION:
+        raise ValueError(f"model_version: must be in [0, 2^53], got {model_version}")
+    policies = np.asarray(policies, dtype=np.float32)
+    root_values = np.asarray(root_values, dtype=np.float32)
+    if policies.ndim != 2 or policies.shape[1] != num_actions:
+        raise ValueError(f"policies: expected shape (T, {num_actions}), got {policies.shape}")
+    if root_values.shape != policies.shape[:1]:
+        raise ValueError(f"root_values: expected shape {policies.shape[:1]}, got {root_values.shape}")
+    if not (np.isfinite(policies).all() and np.isfinite(root_values).all()):
+        raise ValueError("policies, root_values: contain NaN or inf")
+    if (policies < 0).any() or not np.allclose(policies.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("policies: each row must be a probability vector (>= 0, sums to 1)")
+    return policies, root_values
+
+
 @runtime_checkable
 class ReplayStorage(Protocol):
     def insert(self, segment: Segment) -> bool:

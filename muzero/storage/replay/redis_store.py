@@ -31,13 +31,17 @@ from muzero.config import ReplayConfig
 from muzero.learning.segment import SampleKeys, Segment, stack_frames
 from muzero.storage.replay.cache import ByteLRU
 from muzero.storage.replay.frames import FrameCodec, FrameDictionary, FrameError, frame_hash
-from muzero.storage.replay.protocol import SampledBatch, checked_priorities
+from muzero.storage.replay.protocol import SampledBatch, checked_priorities, checked_targets
 from muzero.storage.replay.rate_limiter import Counts
 from muzero.wire import codec
 
 _SCRIPTS = ("init", "insert", "sample", "update", "write_targets", "fsck")
 _SEGMENT_ARRAYS = ("actions", "rewards", "to_play", "legal_masks", "policies", "root_values")
 MAX_SAMPLE_RETRIES = 20
+
+
+# What a shard restarting or out of reach raises: transient, so servers answer UNAVAILABLE.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class ReplayError(RuntimeError):
@@ -177,16 +181,21 @@ class RedisReplay:
             by_shard.setdefault(shard_of(segment_id, len(self.shards)), []).extend(
                 [segment_id, int(position), mass.tobytes()]
             )
-        stale = 0
+        # Check every shard's positions before writing any, so a refusal changes nothing. A
+        # segment evicted between the two passes only turns its keys stale (lengths never change).
         for index, args in by_shard.items():
             try:
-                stale += int(self.shards[index].call("update", *args)[1])
+                self.shards[index].call("update", "check", *args)
             except redis.ResponseError as error:
                 raise ValueError(str(error).removeprefix("POSITION ")) from None
+        stale = 0
+        for index, args in by_shard.items():
+            stale += int(self.shards[index].call("update", "write", *args)[1])
         return stale
 
     def write_targets(self, segment_id: str, policies: np.ndarray, root_values: np.ndarray, model_version: int) -> bool:
         """Store reanalysed targets for a stored segment; False if it was evicted (or has newer ones)."""
+        policies, root_values = checked_targets(segment_id, policies, root_values, model_version, self.num_actions)
         shard = self.shards[shard_of(segment_id, len(self.shards))]
         cached = self.cache.get(("segment", segment_id))
         if cached is not None:  # its shape, without reading it again
@@ -197,18 +206,8 @@ class RedisReplay:
                 return False
             stored = codec.stored_segment_from_bytes(blob)
             steps, length = len(stored.actions.shape) and stored.actions.shape[0], stored.length
-        policies = np.asarray(policies, dtype=np.float32)
-        root_values = np.asarray(root_values, dtype=np.float32)
-        if policies.shape != (steps, self.num_actions):
+        if policies.shape[0] != steps:
             raise ValueError(f"policies: expected shape {(steps, self.num_actions)}, got {policies.shape}")
-        if root_values.shape != (steps,):
-            raise ValueError(f"root_values: expected shape {(steps,)}, got {root_values.shape}")
-        if not (np.isfinite(policies).all() and np.isfinite(root_values).all()):
-            raise ValueError("policies, root_values: contain NaN or inf")
-        if (policies < 0).any() or not np.allclose(policies.sum(axis=1), 1.0, atol=1e-3):
-            raise ValueError("policies: each row must be a probability vector (>= 0, sums to 1)")
-        if model_version < 0:
-            raise ValueError(f"model_version: must be >= 0, got {model_version}")
         message = codec.targets_to_proto(segment_id, policies, root_values, model_version)
         return bool(
             shard.call("write_targets", segment_id, message.SerializeToString(), int(model_version), int(length))

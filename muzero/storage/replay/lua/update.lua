@@ -1,9 +1,10 @@
--- ARGV: P, then id, position, packed mass (8 bytes) triples.
--- Returns {updated, stale} (stale: segments evicted since they were sampled), or an
--- error naming the first bad position (then nothing is written).
+-- ARGV: P, "check" or "write", then id, position, packed mass (8 bytes) triples.
+-- "check" only validates; "write" sets the masses. Returns {updated, stale} (stale: segments
+-- evicted since they were sampled), or an error naming the first bad position (then nothing
+-- is written). The store checks every shard before writing any, so a refusal is atomic.
 local leaves = meta_number('leaves')
 local updates = {}
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local id, position = ARGV[i], tonumber(ARGV[i + 1])
   local first, length = segment_info(id)
   if first then
@@ -14,8 +15,9 @@ for i = 2, #ARGV, 3 do
     updates[#updates + 1] = {first + position, ARGV[i + 2]}
   end
 end
+local stale = (#ARGV - 2) / 3 - #updates
+if ARGV[2] == 'check' then return {#updates, stale} end
 tree_set_leaves(P .. 'tree', leaves, updates)
-local stale = (#ARGV - 1) / 3 - #updates
 redis.call('HINCRBY', META, 'priority_updates_total', #updates)
 redis.call('HINCRBY', META, 'stale_priority_updates_total', stale)
 return {#updates, stale}
