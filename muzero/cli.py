@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -173,9 +174,18 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
     from muzero.storage.checkpoint import CheckpointError
     from muzero.transport.checkpoint_client import CheckpointClient
+    from muzero.transport.security import ClientSecurity, SecurityError
 
+    try:
+        security = ClientSecurity.from_env().with_overrides(ca_file=args.ca, token=args.token)
+        if args.server_name:
+            security = dataclasses.replace(security, server_name=args.server_name)
+        client = CheckpointClient(args.server, timeout_s=args.timeout, security=security)
+    except SecurityError as error:
+        print(f"muzero: {error}", file=sys.stderr)
+        return 2
     started = time.monotonic()
-    with CheckpointClient(args.server, timeout_s=args.timeout) as client:
+    with client:
         try:
             path = client.pull(args.out, version=args.version)
         except CheckpointError as error:
@@ -365,6 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("--version", type=int, default=0, help="version to pull (default: the latest)")
     checkpoint.add_argument("--out", required=True, help="folder to write step_N.safetensors and .json into")
     checkpoint.add_argument("--timeout", type=float, default=30.0, help="seconds per call before retrying")
+    checkpoint.add_argument(
+        "--ca",
+        metavar="PEM",
+        help="verify the server's TLS certificate against this CA (turns TLS on; env MUZERO_TLS_CA)",
+    )
+    checkpoint.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="the name the certificate must carry, if not HOST (env MUZERO_TLS_SERVER_NAME)",
+    )
+    checkpoint.add_argument(
+        "--token", help="bearer token, e.g. a read-only one (env MUZERO_TOKEN; prefer the env: argv is visible in ps)"
+    )
     checkpoint.set_defaults(func=cmd_checkpoint)
 
     cluster = commands.add_parser("cluster", help="run every service as processes on this machine, or check them")

@@ -41,11 +41,11 @@ SERVICES = [
 class Servers:
     """The replay service and the checkpoint service in one real gRPC server, with health."""
 
-    def __init__(self, config, run_dir, limits: StreamLimits | None = None):
+    def __init__(self, config, run_dir, limits: StreamLimits | None = None, security=None, registry=None):
         self.config = config
         self.spec = EnvSpec.of(config)
         self.store = build_store(config, self.spec)
-        self.server = make_server(limits=limits)
+        self.server = make_server(limits=limits, security=security, registry=registry)
         add_replay_service(self.server, ReplayServicer(config, self.spec, self.store))
         self.checkpoints = CheckpointServicer(run_dir, poll_s=0.2)
         add_checkpoint_service(self.server, self.checkpoints)

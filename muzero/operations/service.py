@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from muzero import config as config_module
 from muzero.learning.supports import adapt_to_env
+from muzero.transport.security import ClientSecurity, SecurityError, ServerSecurity
 
 
 class ServiceState:
@@ -114,6 +115,12 @@ def start(
                 file=sys.stderr,
             )
             raise SystemExit(2)
+    try:
+        ServerSecurity.from_env().check()
+        ClientSecurity.from_env().check()
+    except SecurityError as error:
+        print(f"{service}: bad security settings: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     logging.getLogger(f"muzero.{service}").info(support_fit.summary())
     return args, config, state
 

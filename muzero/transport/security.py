@@ -202,14 +202,14 @@ class TokenInterceptor(grpc.ServerInterceptor):
             return handler
         presented = _bearer(handler_call_details.invocation_metadata)
         if presented is None:
-            self.on_refusal(method, "missing")
+            self.on_refusal(method.lstrip("/"), "missing")
             return _refusing(handler, grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required (authorization)")
         token = _match(self.tokens(), presented)
         if token is None:
-            self.on_refusal(method, "unknown")
+            self.on_refusal(method.lstrip("/"), "unknown")
             return _refusing(handler, grpc.StatusCode.UNAUTHENTICATED, "the bearer token is not valid")
         if not token.allows(method.lstrip("/")):
-            self.on_refusal(method, "scope")
+            self.on_refusal(method.lstrip("/"), "scope")
             return _refusing(
                 handler, grpc.StatusCode.PERMISSION_DENIED, f"token {token.name!r} may not call {method.lstrip('/')}"
             )
@@ -245,6 +245,18 @@ class ServerSecurity:
     @property
     def tls(self) -> bool:
         return bool(self.cert_file)
+
+    def check(self) -> None:
+        """Read every file now, so a wrong path or an empty Secret stops the process at start."""
+        for what, path in (
+            ("MUZERO_TLS_CERT", self.cert_file),
+            ("MUZERO_TLS_KEY", self.key_file),
+            ("MUZERO_TLS_CLIENT_CA", self.client_ca_file),
+        ):
+            if path:
+                _read(path, what)
+        if self.tokens_file:
+            parse_tokens(_read(self.tokens_file, "MUZERO_TOKENS_FILE").decode(), self.tokens_file)
 
     def describe(self) -> str:
         """For the start-up log line: what is on, never a secret."""
@@ -356,6 +368,15 @@ class ClientSecurity:
             key_file=env.get("MUZERO_TLS_CLIENT_KEY") or None,
             token=env.get("MUZERO_TOKEN") or None,
         )
+
+    def check(self) -> None:
+        for what, path in (
+            ("MUZERO_TLS_CA", self.ca_file),
+            ("MUZERO_TLS_CLIENT_CERT", self.cert_file),
+            ("MUZERO_TLS_CLIENT_KEY", self.key_file),
+        ):
+            if path:
+                _read(path, what)
 
     def with_overrides(self, *, ca_file: str | None = None, token: str | None = None) -> ClientSecurity:
         """These settings with a command line's --ca / --token on top."""
