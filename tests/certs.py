@@ -35,7 +35,7 @@ class Authority:
     def create(cls, folder: Path, name: str = "muzero-test-ca") -> Authority:
         folder.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
             .subject_name(_name(name))
@@ -65,7 +65,7 @@ class Authority:
     ) -> tuple[Path, Path]:
         """(certificate file, key file) for ``dns_names`` (and 127.0.0.1), valid now unless ``expired``."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         start, end = (
             (now - datetime.timedelta(days=10), now - datetime.timedelta(days=1))
             if expired
