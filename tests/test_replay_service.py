@@ -65,6 +65,7 @@ class RunningReplay:
 
     def stop(self) -> None:
         self.server.stop(grace=None).wait()
+        self.servicer.close()
 
 
 @pytest.fixture

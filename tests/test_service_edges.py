@@ -13,6 +13,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry, generate_latest
 
 from muzero.learning.segment import SampleKeys
 from muzero.operations.redis_process import RedisServer
@@ -46,7 +47,8 @@ class Servers:
         self.spec = EnvSpec.of(config)
         self.store = build_store(config, self.spec)
         self.server = make_server(limits=limits, security=security, registry=registry)
-        add_replay_service(self.server, ReplayServicer(config, self.spec, self.store))
+        self.replay = ReplayServicer(config, self.spec, self.store)
+        add_replay_service(self.server, self.replay)
         self.checkpoints = CheckpointServicer(run_dir, poll_s=0.2)
         add_checkpoint_service(self.server, self.checkpoints)
         add_health(self.server, ["muzero.v1.ReplayService"])
@@ -57,6 +59,7 @@ class Servers:
     def stop(self):
         self.checkpoints.stop()
         self.server.stop(grace=None).wait()
+        self.replay.close()
         self.store.clear()
 
 
@@ -298,4 +301,38 @@ def test_a_redis_shard_going_away_is_unavailable_not_unknown(tmp_path):
     finally:
         running.checkpoints.stop()
         running.server.stop(grace=None).wait()
+        running.replay.close()
+        shard.stop()
+
+
+def test_a_scrape_answers_from_a_snapshot_while_redis_is_frozen(tmp_path):
+    import os
+    import signal
+    import time
+
+    shard = RedisServer().start()
+    registry = CollectorRegistry()
+    config = service_config([shard, shard], f"edge-{uuid.uuid4().hex[:8]}")
+    spec = EnvSpec.of(config)
+    store = build_store(config, spec)
+    servicer = ReplayServicer(config, spec, store, registry=registry)
+    try:
+        store.insert(segment_for(spec, np.random.default_rng(6), steps=3))
+        store.read_segments(1, np.random.default_rng(0))  # a cache miss, then a hit
+        store.read_segments(1, np.random.default_rng(0))
+        wait_for(lambda: b"muzero_replay_segments 1.0" in generate_latest(registry), 30, "a snapshot with the segment")
+        os.kill(shard.process.pid, signal.SIGSTOP)  # a shard that answers nothing
+        try:
+            started = time.monotonic()
+            body = generate_latest(registry).decode()
+            assert time.monotonic() - started < 1.0
+        finally:
+            os.kill(shard.process.pid, signal.SIGCONT)
+        assert "muzero_replay_segments 1.0" in body and "muzero_replay_stats_age_seconds" in body
+        values = dict(line.split() for line in body.splitlines() if line and not line.startswith("#"))
+        assert float(values["muzero_replay_cache_hits_total"]) >= 1
+        assert float(values["muzero_replay_cache_misses_total"]) >= 1
+    finally:
+        servicer.close()
+        store.clear()
         shard.stop()

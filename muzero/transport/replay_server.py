@@ -88,7 +88,12 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
             "Samples per insert the rate limiter holds (0: off)",
             registry=registry,
         ).set(config.replay.samples_per_insert)
-        registry.register(_StoreCollector(store, self._lock))
+        self._collector = _StoreCollector(store, self._lock)
+        registry.register(self._collector)
+
+    def close(self) -> None:
+        """Stop the metrics snapshot thread (the server is going away)."""
+        self._collector.stop()
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -235,19 +240,51 @@ def _naming(segment_id: str, error: Exception) -> str:
 
 
 class _StoreCollector:
-    """Gauges and counters read from the store at scrape time (so every replica agrees)."""
+    """Gauges and counters of the store (so every replica agrees), from a snapshot a background
+    thread takes every ``interval_s``: a scrape never waits on Redis, and a slow or restarting
+    shard makes the figures older (``muzero_replay_stats_age_seconds``), not the scrape fail."""
 
-    def __init__(self, store: ReplayStorage, lock):
+    def __init__(self, store: ReplayStorage, lock, interval_s: float = 5.0):
         self.store = store
         self.lock = lock
+        self.interval_s = interval_s
+        self._stats: dict | None = None
+        self._taken = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresh_until_stopped, name="replay-stats", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _refresh_until_stopped(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.lock:
+                    stats = self.store.stats()
+                self._stats, self._taken = stats, time.monotonic()
+            except Exception as error:  # a shard away: keep the last snapshot, its age shows it
+                log.warning("replay stats unavailable for metrics: %s", error)
+            self._stop.wait(self.interval_s)
 
     def collect(self):
-        try:
-            with self.lock:
-                stats = self.store.stats()
-        except Exception as error:  # a scrape must not crash the server; the gap shows in Grafana
-            log.warning("replay stats unavailable for metrics: %s", error)
+        cache = getattr(self.store, "cache", None)
+        if cache is not None:
+            yield CounterMetricFamily(
+                "muzero_replay_cache_hits", "Front cache lookups that found the decoded entry", value=cache.hits
+            )
+            yield CounterMetricFamily(
+                "muzero_replay_cache_misses", "Front cache lookups that had to read Redis", value=cache.misses
+            )
+            yield GaugeMetricFamily("muzero_replay_cache_bytes", "Bytes held by the front cache", value=cache.nbytes)
+        stats = self._stats
+        if stats is None:
             return
+        yield GaugeMetricFamily(
+            "muzero_replay_stats_age_seconds",
+            "Age of the store snapshot these replay figures come from",
+            value=time.monotonic() - self._taken,
+        )
         gauges = {
             "transitions": ("muzero_replay_transitions", "Owned transitions stored"),
             "segments": ("muzero_replay_segments", "Segments stored"),

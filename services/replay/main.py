@@ -74,4 +74,5 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     log.info("stopping: finishing calls in flight")
     serving.stop(grace_s=10)
+    servicer.close()
     return 0
