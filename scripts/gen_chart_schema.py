@@ -296,6 +296,66 @@ def chart_schema() -> dict:
             "additionalProperties": False,
             "properties": {"enabled": {"type": "boolean"}, "metricsFrom": OBJECTS},
         },
+        "grpc": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "maxStreams": {"type": "integer", "minimum": 1},
+                "unaryWorkers": {"type": "integer", "minimum": 1},
+                "streamIdleSeconds": POSITIVE,
+                "probePort": PORT,
+            },
+        },
+        "tls": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "secretName": {"type": "string"},
+                "requireClientCerts": {"type": "boolean"},
+                "extraDnsNames": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "certManager": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "issuerRef": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string"},
+                                "kind": {"enum": ["Issuer", "ClusterIssuer"]},
+                                "group": {"type": "string"},
+                            },
+                        },
+                        "duration": {"type": "string", "pattern": "^([0-9]+(h|m|s))+$"},
+                        "renewBefore": {"type": "string", "pattern": "^([0-9]+(h|m|s))+$"},
+                    },
+                },
+            },
+        },
+        "auth": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "existingSecret": {"type": "string"},
+                "serviceToken": {"type": "string", "pattern": "^$|^[^\\s]{16,}$"},
+                "tokens": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name", "scope", "token"],
+                        "properties": {
+                            "name": {"type": "string", "pattern": "^[^\\s]+$"},
+                            "scope": {"type": "string", "pattern": "^[^\\s]+$"},
+                            "token": {"type": "string", "pattern": "^[^\\s]{16,}$"},
+                        },
+                    },
+                },
+            },
+        },
         "metrics": {
             "type": "object",
             "additionalProperties": False,

@@ -25,7 +25,7 @@ CHART = ROOT / "helm" / "muzero"
 RELEASE = "t"
 NAMESPACE = "muzero-test"
 INSTALL_HINT = "run `bash scripts/install_tools.sh` (make test runs it)"
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "Certificate"}
 SERVICES = ("replay", "learner", "actor", "reanalyze")
 
 

@@ -77,6 +77,13 @@ VALUE_SETS = {
         "--set",
         "autoscaler.enabled=true",
     ],
+    "tls-and-tokens": [
+        *("--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true"),
+        *("--set", "tls.certManager.issuerRef.name=muzero-ca", "--set", "tls.requireClientCerts=true"),
+        *("--set", "auth.enabled=true", "--set", "auth.serviceToken=s3rvices-0123456789abcdef"),
+        *("--set", "auth.tokens[0].name=ci-puller,auth.tokens[0].scope=read"),
+        *("--set", "auth.tokens[0].token=r3ader-0123456789abcdef"),
+    ],
     "cpu-only-custom": {
         "learner": {"gpu": {"enabled": False}, "persistence": {"existingClaim": "my-checkpoints"}, **EXTRAS},
         "redis": {"shards": 4, "auth": {"existingSecret": "my-redis", "existingSecretKey": "pw"}, **EXTRAS},
@@ -243,6 +250,11 @@ def test_schema_is_the_one_generated_from_the_config_code():
         (
             ["--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.prometheusRule.samplesPerInsert.low=40"],
             "metrics.prometheusRule.samplesPerInsert.low (40) must be below .high (32)",
+        ),
+        (["--set", "tls.enabled=true"], "tls.enabled: set tls.secretName"),
+        (
+            ["--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true"],
+            "tls.certManager.enabled: set tls.certManager.issuerRef.name",
         ),
     ],
 )
@@ -738,3 +750,47 @@ def test_notes_tell_how_to_port_forward_and_pull_a_checkpoint():
     assert f"kubectl port-forward -n {NAMESPACE} svc/{name_of('learner')} 50052:50052" in notes
     assert "muzero checkpoint pull --server 127.0.0.1:50052 --out ./checkpoints" in notes
     assert f"helm test {RELEASE}" in notes
+
+
+# --- TLS and tokens -------------------------------------------------------------------------------
+
+
+def test_tls_and_tokens_reach_every_service_and_the_probes_the_plaintext_health_port():
+    from muzero.transport.security import parse_tokens
+
+    rendered = Rendered(render(*VALUE_SETS["tls-and-tokens"]))
+    plain = Rendered(render())
+    certificate = rendered.get("Certificate", f"{RELEASE}-muzero-tls")
+    dns_names = set(certificate["spec"]["dnsNames"])
+    assert {"server auth", "client auth"} <= set(certificate["spec"]["usages"])
+    tokens_secret = f"{RELEASE}-muzero-tokens"
+    tokens = parse_tokens(rendered.secret_value(tokens_secret, "tokens"))
+    assert {t.name for t in tokens} == {"services", "ci-puller"}
+    services_token = next(t for t in tokens if t.name == "services")
+    assert services_token.methods is None and services_token.secret.decode() == "s3rvices-0123456789abcdef"
+    assert rendered.secret_value(tokens_secret, "token") == "s3rvices-0123456789abcdef"
+    for component in SERVICES:
+        container = rendered.container(component)
+        pod = rendered.component("Deployment", component)["spec"]["template"]["spec"]
+        env = env_values(container, rendered)
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["tls"]["secret"]["secretName"] == certificate["spec"]["secretName"]
+        for var in ("MUZERO_TLS_CERT", "MUZERO_TLS_KEY", "MUZERO_TLS_CA", "MUZERO_TLS_CLIENT_CA"):
+            assert env[var].startswith(mounts["tls"] + "/"), (component, var)
+        assert env["MUZERO_TOKENS_FILE"] == mounts["auth"] + "/tokens"
+        assert volumes["auth"]["secret"]["secretName"] == tokens_secret
+        assert env["MUZERO_TOKEN"] == services_token.secret.decode()
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert int(env["MUZERO_PROBE_PORT"]) == ports["probe"]
+        plain_probe = plain.container(component)["readinessProbe"]["grpc"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if probe in container:
+                assert container[probe]["grpc"] == {"port": ports["probe"], "service": plain_probe["service"]}
+        for name, value in env.items():  # every address a service dials is a name on the certificate
+            if name.endswith("_ADDR"):
+                assert value.rsplit(":", 1)[0] in dns_names, (component, name, value)
+    assert plain.all("NetworkPolicy") == rendered.all("NetworkPolicy")
+    assert not plain.all("Certificate") and not any(
+        s["metadata"]["name"] == tokens_secret for s in plain.all("Secret")
+    )

@@ -135,3 +135,83 @@ training.device=cuda for a GPU pod. Args: (list $ .Values.learner). */}}
 {{- define "muzero.configChecksum" -}}
 {{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- end }}
+
+{{/* The TLS Secret: the one named, or the one the chart's cert-manager Certificate writes. */}}
+{{- define "muzero.tlsSecretName" -}}
+{{- if .Values.tls.secretName }}{{ .Values.tls.secretName }}{{ else }}{{ include "muzero.componentName" (list . "tls") }}{{ end }}
+{{- end }}
+
+{{- define "muzero.tokensSecretName" -}}
+{{- .Values.auth.existingSecret | default (include "muzero.componentName" (list . "tokens")) }}
+{{- end }}
+
+{{/* Every DNS name a client may dial a gRPC Service by, for the certificate. */}}
+{{- define "muzero.tlsDnsNames" -}}
+{{- $names := list }}
+{{- range $component := list "replay" "learner" "actor" "reanalyze" }}
+{{- $short := include "muzero.componentName" (list $ $component) }}
+{{- $names = concat $names (list $short (printf "%s.%s" $short $.Release.Namespace) (printf "%s.%s.svc" $short $.Release.Namespace) (printf "%s.%s.svc.%s" $short $.Release.Namespace $.Values.clusterDomain)) }}
+{{- end }}
+{{- toYaml (concat $names (.Values.tls.extraDnsNames | default list)) }}
+{{- end }}
+
+{{/* Environment of a gRPC client (the services, the test pod): the CA to verify servers by,
+the certificate to present (mTLS), the services' token. A YAML list. */}}
+{{- define "muzero.grpcClientEnv" -}}
+{{- $env := list }}
+{{- if .Values.tls.enabled }}
+{{- $env = append $env (dict "name" "MUZERO_TLS_CA" "value" "/etc/muzero/tls/ca.crt") }}
+{{- if .Values.tls.requireClientCerts }}
+{{- $env = concat $env (list
+  (dict "name" "MUZERO_TLS_CLIENT_CERT" "value" "/etc/muzero/tls/tls.crt")
+  (dict "name" "MUZERO_TLS_CLIENT_KEY" "value" "/etc/muzero/tls/tls.key")) }}
+{{- end }}
+{{- end }}
+{{- if .Values.auth.enabled }}
+{{- $env = append $env (dict "name" "MUZERO_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" (include "muzero.tokensSecretName" .) "key" "token"))) }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
+
+{{/* Environment of a process that serves gRPC and calls it: stream limits, TLS files, tokens. */}}
+{{- define "muzero.grpcEnv" -}}
+{{- $env := list
+  (dict "name" "MUZERO_GRPC_MAX_STREAMS" "value" (toString (int .Values.grpc.maxStreams)))
+  (dict "name" "MUZERO_GRPC_UNARY_WORKERS" "value" (toString (int .Values.grpc.unaryWorkers)))
+  (dict "name" "MUZERO_GRPC_STREAM_IDLE_S" "value" (toString .Values.grpc.streamIdleSeconds)) }}
+{{- if .Values.tls.enabled }}
+{{- $env = concat $env (list
+  (dict "name" "MUZERO_TLS_CERT" "value" "/etc/muzero/tls/tls.crt")
+  (dict "name" "MUZERO_TLS_KEY" "value" "/etc/muzero/tls/tls.key")
+  (dict "name" "MUZERO_PROBE_PORT" "value" (toString (int .Values.grpc.probePort)))) }}
+{{- if .Values.tls.requireClientCerts }}
+{{- $env = append $env (dict "name" "MUZERO_TLS_CLIENT_CA" "value" "/etc/muzero/tls/ca.crt") }}
+{{- end }}
+{{- end }}
+{{- if .Values.auth.enabled }}
+{{- $env = append $env (dict "name" "MUZERO_TOKENS_FILE" "value" "/etc/muzero/auth/tokens") }}
+{{- end }}
+{{- toYaml (concat $env (include "muzero.grpcClientEnv" . | fromYamlArray)) }}
+{{- end }}
+
+{{- define "muzero.grpcVolumes" -}}
+{{- $volumes := list }}
+{{- if .Values.tls.enabled }}
+{{- $volumes = append $volumes (dict "name" "tls" "secret" (dict "secretName" (include "muzero.tlsSecretName" .) "defaultMode" 288)) }}
+{{- end }}
+{{- if .Values.auth.enabled }}
+{{- $volumes = append $volumes (dict "name" "auth" "secret" (dict "secretName" (include "muzero.tokensSecretName" .) "defaultMode" 288 "items" (list (dict "key" "tokens" "path" "tokens")))) }}
+{{- end }}
+{{- toYaml $volumes }}
+{{- end }}
+
+{{- define "muzero.grpcMounts" -}}
+{{- $mounts := list }}
+{{- if .Values.tls.enabled }}
+{{- $mounts = append $mounts (dict "name" "tls" "mountPath" "/etc/muzero/tls" "readOnly" true) }}
+{{- end }}
+{{- if .Values.auth.enabled }}
+{{- $mounts = append $mounts (dict "name" "auth" "mountPath" "/etc/muzero/auth" "readOnly" true) }}
+{{- end }}
+{{- toYaml $mounts }}
+{{- end }}

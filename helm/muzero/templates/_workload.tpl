@@ -34,13 +34,27 @@ Args (a dict):
 {{- end }}
 {{- end }}
 {{- $env = append $env (dict "name" "MUZERO_METRICS_PORT" "value" (toString $root.Values.metricsPort)) }}
+{{- $probe := deepCopy .probe }}
+{{- $ports := .ports | default list }}
+{{- if .withConfig }}
+{{- $env = concat $env (include "muzero.grpcEnv" $root | fromYamlArray) }}
+{{- if and $root.Values.tls.enabled $probe.grpc }}
+{{- /* Kubernetes' gRPC probes speak neither TLS nor tokens: they check the plaintext health-only port. */}}
+{{- $_ := set $probe "grpc" (dict "port" (int $root.Values.grpc.probePort) "service" $probe.grpc.service) }}
+{{- $ports = append $ports (dict "name" "probe" "containerPort" (int $root.Values.grpc.probePort) "protocol" "TCP") }}
+{{- end }}
+{{- end }}
 {{- $env = concat $env (.env | default list) ($values.extraEnv | default list) }}
-{{- $ports := concat (.ports | default list) (list (dict "name" "metrics" "containerPort" (int $root.Values.metricsPort) "protocol" "TCP")) }}
+{{- $ports = concat $ports (list (dict "name" "metrics" "containerPort" (int $root.Values.metricsPort) "protocol" "TCP")) }}
 {{- $volumes := list (dict "name" "tmp" "emptyDir" (dict "sizeLimit" $root.Values.tmpVolume.sizeLimit)) }}
 {{- $mounts := list (dict "name" "tmp" "mountPath" "/tmp") }}
 {{- if .withConfig }}
 {{- $volumes = append $volumes (dict "name" "experiment" "configMap" (dict "name" $experiment)) }}
 {{- $mounts = append $mounts (dict "name" "experiment" "mountPath" "/etc/muzero" "readOnly" true) }}
+{{- end }}
+{{- if .withConfig }}
+{{- $volumes = concat $volumes (include "muzero.grpcVolumes" $root | fromYamlArray) }}
+{{- $mounts = concat $mounts (include "muzero.grpcMounts" $root | fromYamlArray) }}
 {{- end }}
 {{- $volumes = concat $volumes (.volumes | default list) ($values.extraVolumes | default list) }}
 {{- $mounts = concat $mounts (.volumeMounts | default list) ($values.extraVolumeMounts | default list) }}
@@ -131,12 +145,12 @@ spec:
           {{- end }}
           {{- if $values.startupProbe }}
           startupProbe:
-            {{- toYaml (merge (deepCopy .probe) $values.startupProbe) | nindent 12 }}
+            {{- toYaml (merge (deepCopy $probe) $values.startupProbe) | nindent 12 }}
           {{- end }}
           readinessProbe:
-            {{- toYaml (merge (deepCopy .probe) $values.readinessProbe) | nindent 12 }}
+            {{- toYaml (merge (deepCopy $probe) $values.readinessProbe) | nindent 12 }}
           livenessProbe:
-            {{- toYaml (merge (deepCopy .probe) $values.livenessProbe) | nindent 12 }}
+            {{- toYaml (merge (deepCopy $probe) $values.livenessProbe) | nindent 12 }}
           resources:
             {{- toYaml $resources | nindent 12 }}
           securityContext:
