@@ -4,6 +4,7 @@ versions and ids, bool bytes, undecodable requests, a store that goes away."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import uuid
@@ -336,3 +337,17 @@ def test_a_scrape_answers_from_a_snapshot_while_redis_is_frozen(tmp_path):
         servicer.close()
         store.clear()
         shard.stop()
+
+
+def test_health_watches_that_end_at_once_leave_no_thread_behind(servers):
+    # grpcio's health Watch on a bare server blocks a pool thread for good when the deadline has
+    # passed before it runs; 300 such calls used to starve the health check itself.
+    channel = make_channel(servers.target)
+    watch = health_pb2_grpc.HealthStub(channel).Watch
+    calls = [watch(health_pb2.HealthCheckRequest(), timeout=0.05) for _ in range(300)]
+    for call in calls:
+        with contextlib.suppress(grpc.RpcError):
+            list(call)
+    wait_for(lambda: servers.server.guard.open_streams == 0, 60, "every Watch slot released")
+    assert health(channel) == "SERVING"
+    channel.close()
