@@ -332,3 +332,22 @@ def test_a_cluster_with_tls_and_tokens_trains_and_an_outside_client_pulls(tmp_pa
         cluster.stop()
     logs = "".join(Path(s.log).read_text() for s in cluster.layout.services)
     assert internal not in logs and READER not in logs
+
+
+def test_a_plain_grpcio_client_as_readme_shows_pulls_with_tls_and_a_token(redis_shards, run_dir, authority, tmp_path):
+    # The README's outside client: only grpcio's own credentials, no muzero client code.
+    cert, key = authority.issue("server", ("localhost",))
+    path = tokens_file(tmp_path, f"puller read {READER}")
+    servers = start(
+        redis_shards, run_dir, ServerSecurity(cert_file=str(cert), key_file=str(key), tokens_file=str(path))
+    )
+    try:
+        credentials = grpc.composite_channel_credentials(
+            grpc.ssl_channel_credentials(root_certificates=authority.ca_file.read_bytes()),
+            grpc.access_token_call_credentials(READER),
+        )
+        with grpc.secure_channel(f"localhost:{servers.port}", credentials) as channel:
+            stub = checkpoint_pb2_grpc.CheckpointServiceStub(channel)
+            assert stub.Latest(checkpoint_pb2.LatestRequest(), timeout=10).version == 10
+    finally:
+        servers.stop()
