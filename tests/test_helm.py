@@ -630,6 +630,8 @@ def test_prometheus_rules_pass_promtool_and_use_only_exported_metrics(tmp_path):
         "MuzeroSamplesPerInsertHigh",
         "MuzeroCheckpointLag",
         "MuzeroCheckpointStale",
+        "MuzeroStreamSlotsNearlyFull",
+        "MuzeroStreamsRefused",
     }
     absent = [item for group in groups for item in group["rules"] if item["alert"] == "MuzeroMetricsAbsent"]
     assert {item["labels"]["component"] for item in absent} == {*SERVICES, "autoscaler"}
@@ -715,6 +717,22 @@ def test_prometheus_rules_fire_when_they_should(tmp_path):
             ],
             {expr["MuzeroCheckpointStale"]: [{"labels": "{}", "value": 2400}]},
         ),
+        # replay holds 240 of 256 stream slots and refuses one stream a minute; the learner 10
+        case(
+            [
+                {"series": f'muzero_grpc_open_streams{{{labels("replay")}, pod="r"}}', "values": "240x60"},
+                {"series": f'muzero_grpc_stream_limit{{{labels("replay")}, pod="r"}}', "values": "256x60"},
+                {"series": f'muzero_grpc_open_streams{{{labels("learner")}, pod="l"}}', "values": "10x60"},
+                {"series": f'muzero_grpc_stream_limit{{{labels("learner")}, pod="l"}}', "values": "256x60"},
+                {"series": f'muzero_grpc_refused_streams_total{{{labels("replay")}, pod="r"}}', "values": "0+1x60"},
+            ],
+            {
+                expr["MuzeroStreamSlotsNearlyFull"]: [
+                    {"labels": f'{{pod="r", service="{name_of("replay")}"}}', "value": 0.9375}
+                ],
+                expr["MuzeroStreamsRefused"]: [{"labels": f'{{service="{name_of("replay")}"}}', "value": 1 / 60}],
+            },
+        ),
     ]
     (tmp_path / "tests.yaml").write_text(
         yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
@@ -791,6 +809,4 @@ def test_tls_and_tokens_reach_every_service_and_the_probes_the_plaintext_health_
             if name.endswith("_ADDR"):
                 assert value.rsplit(":", 1)[0] in dns_names, (component, name, value)
     assert plain.all("NetworkPolicy") == rendered.all("NetworkPolicy")
-    assert not plain.all("Certificate") and not any(
-        s["metadata"]["name"] == tokens_secret for s in plain.all("Secret")
-    )
+    assert not plain.all("Certificate") and not any(s["metadata"]["name"] == tokens_secret for s in plain.all("Secret"))

@@ -123,7 +123,7 @@ def test_a_stream_beyond_the_limit_is_refused_at_once_and_counted(redis_shards, 
             next(checkpoints.Watch(checkpoint_pb2.WatchRequest(after_version=10**12), timeout=10))
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "MUZERO_GRPC_MAX_STREAMS" in error.value.details()
-        refused = running.server.guard.metrics.refused.labels("CheckpointService/Watch")._value.get()
+        refused = running.server.guard.metrics.refused.labels("muzero.v1.CheckpointService/Watch")._value.get()
         assert refused == 1
         assert health(channel) == "SERVING"
         held.pop().cancel()
@@ -142,7 +142,7 @@ def test_an_idle_append_stream_is_closed_and_the_writer_reconnects(redis_shards,
     running = Servers(config, tmp_path / "run", StreamLimits(idle_s=0.5))
     writer = SegmentWriter(running.target, config.name)
     try:
-        idle = running.server.guard.metrics.idle_closed.labels("ReplayService/AppendSegments")
+        idle = running.server.guard.metrics.idle_closed.labels("muzero.v1.ReplayService/AppendSegments")
         wait_for(lambda: idle._value.get() >= 1, 30, "the idle stream closed by the server")
         wait_for(lambda: writer.reconnects >= 1, 30, "the writer reconnecting")
         writer.append(segment_for(running.spec, np.random.default_rng(0)), timeout_s=30)

@@ -132,6 +132,14 @@ class _Metrics:
             registry=registry,
         )
 
+    def start_at_zero(self, method: str) -> None:
+        """Export every counter of ``method`` from the start, at 0: a rate over a series that
+        appears only with its first event reads as "no data" rather than as none."""
+        for counter in (self.refused, self.idle_closed, self.undecodable, self.unavailable):
+            counter.labels(method)
+        for reason in ("missing", "unknown", "scope"):
+            self.auth_refused.labels(method, reason)
+
 
 class _Watched:
     """A client's request stream, noting since when the server has been waiting for its next message."""
@@ -223,7 +231,7 @@ class Guard:
         """The method handler of ``behavior`` (a servicer's bound method) with every guard on."""
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
-        name = f"{method.containing_service.name}/{method.name}"
+        name = f"{method.containing_service.full_name}/{method.name}"
         guard = self
 
         def unavailable(context, error: BaseException):
@@ -308,6 +316,7 @@ class Guard:
             if behavior is None:
                 raise TypeError(f"{type(servicer).__name__} does not implement {service.full_name}/{method.name}")
             handlers[method.name] = self.handler(method, behavior, transient)
+            self.metrics.start_at_zero(f"{service.full_name}/{method.name}")
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
