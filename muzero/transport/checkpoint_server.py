@@ -140,6 +140,7 @@ class CheckpointServicer(checkpoint_pb2_grpc.CheckpointServiceServicer):
         if request.after_version < 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"after_version: must be >= 0, got {request.after_version}")
         announced = request.after_version
+        context.add_callback(self.publish)  # a client gone wakes the loop: its slot frees at once
         while context.is_active():
             latest = self._latest()
             if latest is not None and latest.info.version > announced:
