@@ -389,8 +389,8 @@ def read_problem(ctx: Context, message: replay_pb2.ReadSegmentsRequest) -> str |
 
 
 def targets_problem(ctx: Context, message: replay_pb2.ReanalysedTargets) -> str | None:
-    if not message.segment_id:
-        return "segment_id: empty"
+    if not 1 <= len(message.segment_id) <= codec.MAX_ID_CHARS:
+        return f"segment_id: {len(message.segment_id)} characters, outside [1, {codec.MAX_ID_CHARS}]"
     try:
         policies = codec.tensor_from_proto(message.policies, "policies", dtype="float32", shape=(None, ctx.num_actions))
         root_values = codec.tensor_from_proto(message.root_values, "root_values", dtype="float32", shape=(None,))
