@@ -4,6 +4,11 @@ Starts S Redis shards, the replay service, the learner, A actors and R reanalyze
 workers, each a ``python -m services.<name>`` process with the same experiment
 config and its own ports, logs under ``RUN_DIR/logs/``. ``RUN_DIR/cluster.json``
 records what runs where, for ``muzero cluster status`` and for tests.
+
+Any part can be killed and started again as Kubernetes restarts a pod: a service with
+:meth:`Cluster.start_service` (same ports, same environment), a shard with
+:meth:`Cluster.start_shard` (same port, same folder: with ``redis_persistence`` it
+reloads its append-only file). ``benchmarks/chaos.py`` does that at random.
 """
 
 from __future__ import annotations
@@ -82,14 +87,23 @@ class Cluster:
         shards: int = 2,
         redis_maxmemory: str = "1gb",
         redis_persistence: bool = False,
+        redis_appendfsync: str = "always",
         extra_env: dict[str, dict[str, str]] | None = None,
+        ack_log_dir: str | Path | None = None,
     ):
+        """``ack_log_dir``: each actor appends the ids of its acknowledged segments to
+        ``ACTOR_NAME.acks`` there (MUZERO_ACK_LOG), for audits."""
         if actors < 1 or shards < 1 or reanalyze < 0:
             raise ValueError("a cluster needs at least one actor and one shard, and reanalyze >= 0")
         self.run_dir = Path(run_dir).resolve()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.redis = [
-            RedisServer(maxmemory=redis_maxmemory, appendonly=redis_persistence, directory=self._folder(f"redis-{i}"))
+            RedisServer(
+                maxmemory=redis_maxmemory,
+                appendonly=redis_persistence,
+                appendfsync=redis_appendfsync,
+                directory=self._folder(f"redis-{i}"),
+            )
             for i in range(shards)
         ]
         self.layout = ClusterLayout(str(self.run_dir), config, list(overrides), [r.url for r in self.redis])
@@ -127,9 +141,13 @@ class Cluster:
             MUZERO_LEARNER_PORT=str(learner_port),
             MUZERO_RUN_DIR=str(self.run_dir / "learner"),
         )
+        acks = Path(ack_log_dir).resolve() if ack_log_dir is not None else None
+        if acks is not None:
+            acks.mkdir(parents=True, exist_ok=True)
         for i in range(actors):
             port = free_port()
-            add(f"actor-{i}", "actor", port, MUZERO_ACTOR_ID=str(i), MUZERO_HEALTH_PORT=str(port))
+            logged = {"MUZERO_ACK_LOG": str(acks / f"actor-{i}.acks")} if acks is not None else {}
+            add(f"actor-{i}", "actor", port, MUZERO_ACTOR_ID=str(i), MUZERO_HEALTH_PORT=str(port), **logged)
         for i in range(reanalyze):
             port = free_port()
             add(f"reanalyze-{i}", "reanalyze", port, MUZERO_WORKER_ID=str(i), MUZERO_HEALTH_PORT=str(port))
@@ -172,12 +190,15 @@ class Cluster:
         self.layout.save()
         return process
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        """Until every service serves /metrics (and the gRPC ones answer health checks)."""
+    def wait_ready(self, timeout_s: float = 120.0, names: list[str] | None = None) -> None:
+        """Until every service (or those in ``names``) serves /metrics (and the gRPC ones answer
+        health checks)."""
         from muzero.transport.grpc_util import check_health
 
         deadline = time.monotonic() + timeout_s
         for service in self.layout.services:
+            if names is not None and service.name not in names:
+                continue
             while True:
                 process = self.processes.get(service.name)
                 if process is not None and process.poll() is not None:
@@ -198,6 +219,15 @@ class Cluster:
         process = self.processes[name]
         process.kill()
         process.wait()
+
+    def kill_shard(self, index: int) -> None:
+        """kill -9 of Redis shard ``index``: no shutdown, no final write."""
+        self.redis[index].kill()
+
+    def start_shard(self, index: int, timeout_s: float = 60.0) -> None:
+        """Start shard ``index`` again on its port and folder; returns once it answers (its
+        append-only file, if any, loaded)."""
+        self.redis[index].start(timeout_s=timeout_s)
 
     def stop(self, timeout_s: float = 60.0, keep_redis: bool = False) -> dict[str, int | None]:
         """SIGTERM in dependency order (actors first, replay last), then the shards (unless

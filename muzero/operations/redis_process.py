@@ -75,16 +75,34 @@ def redis_server_binary() -> str:
     return installed_binary("redis-server", "`make test`")
 
 
+APPENDFSYNC = ("always", "everysec", "no")
+
+
 class RedisServer:
-    """One redis-server: no snapshots unless ``appendonly``, noeviction, its own folder."""
+    """One redis-server: no snapshots unless ``appendonly``, noeviction, its own folder.
+
+    ``appendfsync``: when the append-only file reaches the disk. ``always`` (the default) fsyncs
+    before a write is answered, so a write the store acknowledged survives a kill -9 of the
+    server; ``everysec`` (the chart's default) can lose about the last second on a crash of the
+    machine, and on a kill -9 whatever Redis held back while a slow fsync was in flight.
+    :meth:`start` after :meth:`kill` restarts the server on the same port and folder, reloading
+    its append-only file, as a restarted pod with its volume does."""
 
     def __init__(
-        self, maxmemory: str = "512mb", appendonly: bool = False, port: int | None = None, directory: Path | None = None
+        self,
+        maxmemory: str = "512mb",
+        appendonly: bool = False,
+        port: int | None = None,
+        directory: Path | None = None,
+        appendfsync: str = "always",
     ):
+        if appendfsync not in APPENDFSYNC:
+            raise ValueError(f"appendfsync: expected one of {', '.join(APPENDFSYNC)}, got {appendfsync!r}")
         self.port = port or free_port()
         self.directory = directory or Path(tempfile.mkdtemp(prefix="muzero-redis-"))
         self.maxmemory = maxmemory
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen | None = None
 
     @property
@@ -109,7 +127,7 @@ class RedisServer:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "always",
+            self.appendfsync,
             "--protected-mode",
             "no",
             "--daemonize",
