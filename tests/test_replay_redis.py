@@ -368,3 +368,26 @@ def test_targets_written_after_caching_reach_the_next_sample(shards):
             np.testing.assert_array_equal(window.policies[0], policies[0])
             assert window.root_values[0] == version
     store.clear()
+
+
+def test_a_shard_restarted_empty_is_set_up_again_not_written_at_capacity_zero():
+    # Redis without persistence, killed and restarted: its data is gone (that is what
+    # persistence is for), but the store must go on storing, not evict each insert for the next.
+    server = RedisServer(appendonly=False).start()
+    try:
+        store = redis_store([server.client()], capacity=500)
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            assert store.insert(make_segment(rng, steps=5))
+        server.kill()
+        server.start()
+        after = [make_segment(rng, steps=5) for _ in range(5)]
+        assert all(store.insert(segment) for segment in after)
+        assert store.num_segments == 5 and store.num_transitions == 25
+        assert store.fsck() == []
+        drawn = set(store.sample(64, rng).keys.segment_ids.tolist())
+        assert drawn <= {s.segment_id for s in after} and len(drawn) > 1
+        reopened = redis_store([server.client()], capacity=500, experiment=store.experiment)
+        assert reopened.num_segments == 5  # the same bookkeeping, found by a new front
+    finally:
+        server.stop()

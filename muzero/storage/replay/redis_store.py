@@ -19,6 +19,7 @@ retry, so a batch is always complete and consistent.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -38,6 +39,8 @@ from muzero.wire import codec
 _SCRIPTS = ("init", "insert", "sample", "update", "write_targets", "fsck")
 _SEGMENT_ARRAYS = ("actions", "rewards", "to_play", "legal_masks", "policies", "root_values")
 MAX_SAMPLE_RETRIES = 20
+
+log = logging.getLogger("muzero.replay.redis")
 
 
 # What a shard restarting or out of reach raises: transient, so servers answer UNAVAILABLE.
@@ -64,8 +67,24 @@ class _Shard:
     client: redis.Redis
     prefix: str
     scripts: dict[str, Any]
+    init_args: tuple = ()
+
+    def init(self) -> None:
+        try:
+            self.scripts["init"](keys=[self.prefix + "meta"], args=[self.prefix, *self.init_args])
+        except redis.ResponseError as error:
+            raise ReplayError(f"replay shard {self.index}: {error}") from None
 
     def call(self, name: str, *args) -> Any:
+        try:
+            return self.scripts[name](keys=[self.prefix + "meta"], args=[self.prefix, *args])
+        except redis.ResponseError as error:
+            if not str(error).startswith("NOINIT"):
+                raise
+        # The shard came back empty: what it held is gone (Redis without persistence); set its
+        # bookkeeping up again and carry on, rather than write into a shard of capacity 0.
+        log.error("replay shard %d came back empty; its data is lost; initialising it again", self.index)
+        self.init()
         return self.scripts[name](keys=[self.prefix + "meta"], args=[self.prefix, *args])
 
 
@@ -119,11 +138,9 @@ class RedisReplay:
         self.shards = []
         for index, client in enumerate(clients):
             scripts = {name: client.register_script(_script_source(name)) for name in _SCRIPTS}
-            shard = _Shard(index, client, f"{config.key_prefix}:{{{experiment}.{index}}}:", scripts)
-            try:
-                shard.call("init", self.shard_capacity, self.shard_capacity_bytes, ring, leaves, layout)
-            except redis.ResponseError as error:
-                raise ReplayError(f"replay shard {index}: {error}") from None
+            init_args = (self.shard_capacity, self.shard_capacity_bytes, ring, leaves, layout)
+            shard = _Shard(index, client, f"{config.key_prefix}:{{{experiment}.{index}}}:", scripts, init_args)
+            shard.init()
             self.shards.append(shard)
         self.cache = ByteLRU(config.cache_bytes)
         # When every stored frame fits in half the cache (small frames: CartPole, board games),

@@ -19,6 +19,11 @@ local P = ARGV[1]
 local META = P .. 'meta'
 local HASH_CHARS = 32
 local TOMBSTONES = 100000
+-- A shard without its meta hash was restarted empty (no persistence) or flushed: every
+-- script but init refuses, so the store re-creates the bookkeeping before writing into it
+-- (with none, capacity would read as 0 and each insert would evict the one before).
+local UNINITIALISED = redis.call('EXISTS', META) == 0
+local NOINIT = 'NOINIT shard ' .. P .. ' has no bookkeeping (restarted empty?)'
 
 local function meta_number(field)
   return tonumber(redis.call('HGET', META, field) or '0')

@@ -2,6 +2,7 @@
 --       then hash, blob pairs for frames the shard may not hold yet.
 -- Returns {1, evicted} stored, {0, 0} duplicate, or {-1, hash...} frames missing
 -- (nothing written; the caller re-sends with those frames).
+if UNINITIALISED then return redis.error_reply(NOINIT) end
 local id, blob, frame_list, length, masses = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 if redis.call('EXISTS', P .. 'seg:' .. id) == 1 or redis.call('ZSCORE', P .. 'seen', id) then
   redis.call('HINCRBY', META, 'duplicate_inserts_total', 1)

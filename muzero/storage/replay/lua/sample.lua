@@ -3,6 +3,7 @@
 -- Returns {total mass (string), transitions, id1, position1, mass1, targets version1, id2, ...}
 -- (targets version: of the segment's reanalysed targets, -1 if none); a draw that lands
 -- on a zero-mass leaf (float rounding) has mass "0": redraw it.
+if UNINITIALISED then return redis.error_reply(NOINIT) end
 local key = ARGV[2] == 'uniform' and (P .. 'ctree') or (P .. 'tree')
 local leaves = meta_number('leaves')
 local total = tree_node(key, 1)

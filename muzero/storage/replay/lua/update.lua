@@ -2,6 +2,7 @@
 -- "check" only validates; "write" sets the masses. Returns {updated, stale} (stale: segments
 -- evicted since they were sampled), or an error naming the first bad position (then nothing
 -- is written). The store checks every shard before writing any, so a refusal is atomic.
+if UNINITIALISED then return redis.error_reply(NOINIT) end
 local leaves = meta_number('leaves')
 local updates = {}
 for i = 3, #ARGV, 3 do

@@ -1,6 +1,7 @@
 -- ARGV: P, id, ReanalysedTargets blob, model version, steps. Returns 1 stored, 0 if the
 -- segment is gone (evicted) or already holds targets of this or a newer version (the first
 -- write of a version wins, so (id, version) names one set of targets: fronts cache by it).
+if UNINITIALISED then return redis.error_reply(NOINIT) end
 local id, blob, version = ARGV[2], ARGV[3], tonumber(ARGV[4])
 if redis.call('EXISTS', P .. 'seg:' .. id) == 0 then return 0 end
 local previous = tonumber(redis.call('HGET', P .. 'rzversion', id) or '-1')
