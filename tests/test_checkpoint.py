@@ -175,3 +175,16 @@ def test_buffers_and_integer_tensors_survive(tmp_path):
     for name, tensor in net.state_dict().items():
         assert state[name].dtype == tensor.dtype and torch.equal(state[name], tensor), name
     assert any(t.dtype == torch.int64 for t in state.values())  # BatchNorm's num_batches_tracked
+
+
+def test_latest_is_the_newest_checkpoint_even_when_the_pointer_lags(tmp_path):
+    # A learner killed after writing a checkpoint's files but before its pointer: the service
+    # announces the newest file, so the restarted learner must resume from it, not the pointer's.
+    manager = CheckpointManager(tmp_path)
+    older = manager.save(network(seed=1), CONFIG, step=100, version=100)
+    pointer = (manager.directory / "latest").read_bytes()
+    newer = manager.save(network(seed=2), CONFIG, step=200, version=200)
+    (manager.directory / "latest").write_bytes(pointer)
+    assert manager.latest() == newer
+    newer.write_bytes(b"torn")  # a newest file that fails verification: the next one down
+    assert manager.latest() == older

@@ -291,15 +291,16 @@ class CheckpointManager:
         return [path for _, path in sorted(found)]
 
     def latest(self) -> Path | None:
-        """The newest checkpoint that passes verification (the ``latest`` pointer first,
-        then a scan of the directory), or None."""
-        candidates = []
+        """The newest checkpoint that passes verification, by a scan of the directory (what the
+        checkpoint service announces), then the ``latest`` pointer; None if there is none.
+        The pointer is written after the files, so a learner killed between the two would
+        otherwise resume behind the version it had already published."""
+        candidates = list(reversed(self.checkpoints()))
         try:
             pointer = json.loads((self.directory / LATEST_POINTER).read_bytes())
             candidates.append(self.directory / Path(str(pointer["weights_file"])).name)
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        candidates += reversed(self.checkpoints())
         for path in candidates:
             try:
                 return verify_checkpoint(path)
