@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
+import time
 import uuid
 from concurrent import futures
 
@@ -351,3 +352,27 @@ def test_health_watches_that_end_at_once_leave_no_thread_behind(servers):
     wait_for(lambda: servers.server.guard.open_streams == 0, 60, "every Watch slot released")
     assert health(channel) == "SERVING"
     channel.close()
+
+
+def test_a_stopping_front_ends_calls_blocked_on_the_rate_limiter_at_once(servers):
+    import threading
+
+    from muzero.transport.replay_server import SAMPLE_WAIT_CAP_S
+
+    outcome = {}
+
+    def sample_from_an_empty_store():
+        stub = replay_pb2_grpc.ReplayServiceStub(make_channel(servers.target))
+        try:
+            list(stub.Sample(replay_pb2.SampleRequest(batch_size=4, num_batches=1), timeout=120))
+        except grpc.RpcError as error:
+            outcome["code"], outcome["details"] = error.code(), error.details()
+
+    caller = threading.Thread(target=sample_from_an_empty_store)
+    started = time.monotonic()
+    caller.start()
+    wait_for(lambda: servers.server.guard.open_streams == 1, 30, "the Sample call waiting")
+    servers.replay.close()
+    caller.join(timeout=SAMPLE_WAIT_CAP_S)
+    assert time.monotonic() - started < SAMPLE_WAIT_CAP_S / 2
+    assert outcome["code"] == grpc.StatusCode.UNAVAILABLE and "stopping" in outcome["details"]

@@ -58,6 +58,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         self._lock = threading.Lock() if isinstance(store, MemoryReplay) else contextlib.nullcontext()
         self._rng_lock = threading.Lock()
         self._rng = np.random.default_rng(seed)
+        self._stopping = threading.Event()
         registry = registry if registry is not None else CollectorRegistry()
         self.registry = registry
         self.appended = Counter(
@@ -93,7 +94,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         registry.register(self._collector)
 
     def close(self) -> None:
-        """Stop the metrics snapshot thread (the server is going away)."""
+        """The server is going away: end calls waiting on the rate limiter (UNAVAILABLE: clients
+        retry elsewhere) and stop the metrics snapshot thread."""
+        self._stopping.set()
         self._collector.stop()
 
     # --- helpers ----------------------------------------------------------------------------
@@ -109,11 +112,21 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
     def _wait(self, context: grpc.ServicerContext, allowed, what: str, cap_s: float | None) -> None:
+        """Wait for the rate limiter; a wait also ends when the client goes or the front stops,
+        so a stopping front does not sit out every blocked call's cap."""
         limits = [x for x in (context.time_remaining(), cap_s) if x is not None]
         try:
-            self.limiter.wait(allowed, min(limits) if limits else None, what)
+            self.limiter.wait(
+                lambda: self._stopping.is_set() or not context.is_active() or allowed(),
+                min(limits) if limits else None,
+                what,
+            )
         except TimeoutError as error:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        if self._stopping.is_set():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "this replay front is stopping; retry (another replica)")
+        if not context.is_active():
+            context.abort(grpc.StatusCode.CANCELLED, "the client went away")
 
     def _counts(self):
         with self._lock:

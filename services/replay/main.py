@@ -73,6 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     stop = stop_on_signals()
     stop.wait()
     log.info("stopping: finishing calls in flight")
+    servicer.close()  # calls blocked on the rate limiter answer UNAVAILABLE now, not after their cap
     serving.stop(grace_s=10)
-    servicer.close()
     return 0
