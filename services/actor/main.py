@@ -6,7 +6,10 @@ each new version that ``Watch`` announces without pausing play, and streams the
 segments it cuts to the replay service (``--max-inflight`` unacknowledged at most:
 when replay is slow or the rate limiter holds the actors back, play waits).
 Every segment records the version that played it. SIGTERM: cut what is pending
-into segments, wait for them to be acknowledged (10 s), exit.
+into segments, wait for them to be acknowledged (10 s), exit. Segments still
+unacknowledged then are dropped (and logged): while the rate limiter holds inserts
+(the learner is behind or gone) that can be up to --max-inflight of them. What was
+acknowledged is never lost; what was not was never promised.
 
 Environment: MUZERO_CONFIG, MUZERO_SET, MUZERO_REPLAY_ADDR, MUZERO_LEARNER_ADDR
 (checkpoint service), MUZERO_ACTOR_ID (seeds differ per actor), MUZERO_METRICS_PORT,
@@ -143,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             send(segments)
     finally:
         stop.set()
-        # What was played is not lost: cut it into segments and wait for acknowledgements.
+        # Send what was played and wait (bounded) for acknowledgements; what the rate limiter
+        # still holds back after that is dropped with this process, never half-stored.
         for segment in unsent + selfplay.flush():
             try:
                 writer.append(segment, timeout_s=5.0)
