@@ -391,3 +391,62 @@ def test_a_shard_restarted_empty_is_set_up_again_not_written_at_capacity_zero():
         assert reopened.num_segments == 5  # the same bookkeeping, found by a new front
     finally:
         server.stop()
+
+
+def _store_on(server, capacity: int) -> RedisReplay:
+    config = ReplayConfig(backend="redis", redis_urls=[server.url], capacity=capacity, min_size=1)
+    return RedisReplay(config, experiment="race", num_actions=2, observation_shape=(4,), frame_stack=1, window_steps=16)
+
+
+def test_sampling_fills_its_batch_while_writers_evict_at_full_rate():
+    # Found by the load run: a batch re-drew whole whenever one drawn segment was evicted
+    # before it was read, and with 8 writers turning the store over it gave up every time.
+    from tests.factories import random_segment
+    from tests.waiting import wait_for
+
+    server = RedisServer().start()
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    try:
+        writer, sampler = _store_on(server, 20_000), _store_on(server, 20_000)
+
+        def write(seed: int) -> None:
+            rng = np.random.default_rng(seed)
+            while not stop.is_set():
+                writer.insert(
+                    random_segment(rng, num_actions=2, frame_shape=(4,), frame_stack=1, steps=215, length=200)
+                )
+
+        threads += [threading.Thread(target=write, args=(i,), daemon=True) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: sampler.stats().get("evicted_segments_total", 0) > 0, 120, "the writers evicting")
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            batch = sampler.sample(128, rng, frames="stack")
+            assert len(batch.segments) == 128 and all(s is not None for s in batch.segments)
+            assert batch.observations.shape[0] == 128
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        server.stop()
+
+
+def test_a_cold_batch_reads_its_frames_in_one_mget_per_shard():
+    from tests.factories import random_segment
+
+    server = RedisServer().start()
+    try:
+        store = _store_on(server, 20_000)
+        rng = np.random.default_rng(1)
+        for _ in range(60):
+            store.insert(random_segment(rng, num_actions=2, frame_shape=(4,), frame_stack=1, steps=40, length=30))
+        cold = _store_on(server, 20_000)  # a new front: nothing cached
+        client = server.client()
+        client.config_resetstat()
+        cold.sample(128, rng, frames="stack")
+        calls = client.info("commandstats")
+        assert calls["cmdstat_mget"]["calls"] == 1  # was one per segment drawn
+    finally:
+        server.stop()

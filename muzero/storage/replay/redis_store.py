@@ -43,12 +43,17 @@ MAX_SAMPLE_RETRIES = 20
 log = logging.getLogger("muzero.replay.redis")
 
 
-# What a shard restarting or out of reach raises: transient, so servers answer UNAVAILABLE.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
 class ReplayError(RuntimeError):
     """The store cannot do what was asked (misconfigured shard, data vanished repeatedly)."""
+
+
+# What a shard restarting or out of reach raises, or data turning over faster than a read:
+# transient, so servers answer UNAVAILABLE and clients retry.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ReplayError,
+)
 
 
 def _script_source(name: str) -> str:
@@ -247,14 +252,22 @@ class RedisReplay:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         if frames not in ("window", "stack"):
             raise ValueError(f"frames: must be 'window' or 'stack', got {frames!r}")
+        draws, total_mass, total_transitions = self._draw(batch_size, rng, uniform, count)
+        segments, observations = self._read_windows(draws, stack_only=frames == "stack")
+        # A segment evicted between the draw and the read (writers at full rate) leaves a hole:
+        # draw again for the holes only, so a busy store still fills the batch.
         for _ in range(MAX_SAMPLE_RETRIES):
-            draws, total_mass, total_transitions = self._draw(batch_size, rng, uniform, count)
-            read = self._read_windows(draws, stack_only=frames == "stack")
-            if read is not None:
-                segments, observations = read
+            holes = [b for b, window in enumerate(segments) if window is None]
+            if not holes:
                 break
+            redraws, total_mass, total_transitions = self._draw(len(holes), rng, uniform, count)
+            filled, filled_observations = self._read_windows(redraws, stack_only=frames == "stack")
+            for b, draw, window, i in zip(holes, redraws, filled, range(len(holes))):
+                draws[b], segments[b] = draw, window
+                if observations is not None and window is not None:
+                    observations[b] = filled_observations[i]
         else:
-            raise ReplayError(f"sample: segments were evicted under {MAX_SAMPLE_RETRIES} attempts in a row")
+            raise ReplayError(f"sample: segments were evicted under {MAX_SAMPLE_RETRIES} draws in a row")
         masses = np.array([d[3] for d in draws], dtype=np.float64)
         probabilities = np.full(batch_size, 1.0 / total_transitions) if uniform else masses / total_mass
         weights = (total_transitions * probabilities) ** -(0.0 if uniform else self.config.priority_beta)
@@ -275,11 +288,11 @@ class RedisReplay:
         """``count`` whole stored segments (with their frames and freshest targets), for reanalyze."""
         for _ in range(MAX_SAMPLE_RETRIES):
             draws, _, _ = self._draw(count, rng, uniform, False)
-            read = self._read_windows(
+            read, _ = self._read_windows(
                 [(shard, sid, 0, mass, version) for shard, sid, _, mass, version in draws], whole=True
             )
-            if read is not None:
-                return read[0]
+            if all(segment is not None for segment in read):
+                return read
         raise ReplayError(f"read_segments: segments were evicted under {MAX_SAMPLE_RETRIES} attempts in a row")
 
     def _draw(self, count: int, rng: np.random.Generator, uniform: bool, tally: bool) -> tuple[list, float, int]:
@@ -322,9 +335,10 @@ class RedisReplay:
 
     def _read_windows(
         self, draws: list, whole: bool = False, stack_only: bool = False
-    ) -> tuple[list[Segment], np.ndarray | None] | None:
+    ) -> tuple[list[Segment | None], np.ndarray | None]:
         """The windows (or whole segments) of ``draws``, and with ``stack_only`` the stacked
-        observations (the windows then keep stand-in frames); None if any segment is gone."""
+        observations (the windows then keep stand-in frames); None in place of a window whose
+        segment (or a frame of it) is gone."""
         by_shard: dict[int, list[int]] = {}
         for b, draw in enumerate(draws):
             by_shard.setdefault(draw[0].index, []).append(b)
@@ -337,8 +351,7 @@ class RedisReplay:
         for index, rows in by_shard.items():
             shard = self.shards[index]
             bases = self._bases(shard, {draws[b][1]: draws[b][4] for b in rows})
-            if bases is None:
-                return None
+            rows = [b for b in rows if draws[b][1] in bases]
             if self.segment_frames:  # the cached segments hold their frames: windows are slices
                 for b in rows:
                     _, segment_id, position, _, _ = draws[b]
@@ -360,9 +373,9 @@ class RedisReplay:
                 spans[b] = hashes
                 wanted.update(hashes)
             frames = self._frames(shard, wanted)
-            if frames is None:
-                return None
             for b in rows:
+                if any(h not in frames for h in spans[b]):
+                    continue  # a frame went with an eviction since the draw
                 _, segment_id, position, _, _ = draws[b]
                 base = bases[segment_id][0]
                 window = base if whole else base.window(position, self.window_steps)
@@ -373,11 +386,12 @@ class RedisReplay:
                 else:
                     windows[b] = replace(window, observations=np.stack([frames[h] for h in spans[b]]))
         observations = None if stacked is None else stack_frames(stacked)
-        return windows, observations  # type: ignore[return-value]
+        return windows, observations
 
-    def _bases(self, shard: _Shard, versions: dict[str, int]) -> dict[str, tuple[Segment, str]] | None:
+    def _bases(self, shard: _Shard, versions: dict[str, int]) -> dict[str, tuple[Segment, str]]:
         """Segment id -> (segment with stand-in frames and targets at least as fresh as
-        ``versions[id]``, its frame list), from the cache or one pipelined read; None if any is gone."""
+        ``versions[id]``, its frame list), from the cache or one pipelined read; ids of
+        segments gone since the draw are left out."""
         bases: dict[str, tuple[Segment, str]] = {}
         stale: dict[str, tuple[Segment, str] | None] = {}  # cached with older targets, or not cached
         for segment_id, version in versions.items():
@@ -396,27 +410,31 @@ class RedisReplay:
             if versions[segment_id] >= 0:  # the draw saw reanalysed targets (-1: none to read)
                 pipe.get(shard.prefix + "rz:" + segment_id)
         replies = iter(pipe.execute())
+        fresh: dict[str, tuple[Segment, str, int, bool]] = {}
         for segment_id, cached in stale.items():
-            if cached is None:
-                blob, frame_list = next(replies), next(replies)
-                if blob is None or frame_list is None:
-                    return None
-                base, frame_list = self._decode_segment(blob), frame_list.decode()
-            else:
-                base, frame_list = cached
-            targets, version = (next(replies) if versions[segment_id] >= 0 else None), -1
-            if targets is None and cached is not None:
-                return None  # the draw saw reanalysed targets: the segment was evicted since
+            read = (next(replies), next(replies)) if cached is None else None
+            targets = next(replies) if versions[segment_id] >= 0 else None
+            if read is not None and (read[0] is None or read[1] is None):
+                continue  # evicted since the draw
+            if targets is None and versions[segment_id] >= 0:
+                continue  # the draw saw reanalysed targets: the segment was evicted since
+            base, frame_list = (self._decode_segment(read[0]), read[1].decode()) if read is not None else cached
+            version = -1
             if targets is not None:  # reanalysed: the freshest targets win
                 base, version = self._with_targets(base, targets)
-            if cached is None and self.segment_frames:
-                hashes = [frame_list[i : i + 32] for i in range(0, len(frame_list), 32)]
-                frames = self._frames(shard, set(hashes), keep=False)
-                if frames is None:
-                    return None
+            fresh[segment_id] = (base, frame_list, version, cached is None)
+        if self.segment_frames:  # the frames of every segment read now, in one MGET
+            lists = {i: [f[i : i + 32] for i in range(0, len(f), 32)] for i, (_, f, _, new) in fresh.items() if new}
+            frames = self._frames(shard, {h for hashes in lists.values() for h in hashes}, keep=False)
+            for segment_id, hashes in lists.items():
+                base, frame_list, version, new = fresh[segment_id]
+                if any(h not in frames for h in hashes):
+                    del fresh[segment_id]
+                    continue
                 observations = np.stack([frames[h] for h in hashes])
                 observations.flags.writeable = False
-                base = replace(base, observations=observations)
+                fresh[segment_id] = (replace(base, observations=observations), frame_list, version, new)
+        for segment_id, (base, frame_list, version, _) in fresh.items():
             bases[segment_id] = (base, frame_list)
             nbytes = len(frame_list) + sum(getattr(base, name).nbytes for name in _SEGMENT_ARRAYS)
             if self.segment_frames:
@@ -424,9 +442,9 @@ class RedisReplay:
             self.cache.put(("segment", segment_id), (base, frame_list, version), nbytes + 512)
         return bases
 
-    def _frames(self, shard: _Shard, hashes: set[str], keep: bool = True) -> dict[str, np.ndarray] | None:
+    def _frames(self, shard: _Shard, hashes: set[str], keep: bool = True) -> dict[str, np.ndarray]:
         """Frame hash -> decoded frame, from the cache or one MGET (``keep``: cache what was
-        read); None if any is gone."""
+        read); hashes of frames gone since the draw are left out."""
         frames, missing = {}, []
         for h in hashes:
             frame = self.cache.get(("frame", h))
@@ -436,9 +454,9 @@ class RedisReplay:
                 frames[h] = frame
         if missing:
             blobs = shard.client.mget([shard.prefix + "f:" + h for h in missing])
-            if any(blob is None for blob in blobs):
-                return None
             for h, blob in zip(missing, blobs):
+                if blob is None:
+                    continue
                 frame = frames[h] = self._decode_frame(blob)
                 if keep:
                     frame.flags.writeable = False  # shared by every window that reads it
