@@ -376,3 +376,21 @@ def test_a_stopping_front_ends_calls_blocked_on_the_rate_limiter_at_once(servers
     caller.join(timeout=SAMPLE_WAIT_CAP_S)
     assert time.monotonic() - started < SAMPLE_WAIT_CAP_S / 2
     assert outcome["code"] == grpc.StatusCode.UNAVAILABLE and "stopping" in outcome["details"]
+
+
+def test_a_shard_at_maxmemory_is_resource_exhausted_naming_it_not_unknown(tmp_path):
+    # Sum trees for 200k transitions (16 MB, allocated at start) on a 4 MB Redis: every insert is refused.
+    shard = RedisServer(maxmemory="4mb").start()
+    running = Servers(service_config([shard], f"edge-{uuid.uuid4().hex[:8]}", "replay.capacity=200000"), tmp_path)
+    try:
+        message = codec.segment_to_proto(
+            segment_for(running.spec, np.random.default_rng(7), steps=3), running.config.name
+        )
+        error = _append_one(running.target, message)
+        assert isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "maxmemory" in error.details()
+    finally:
+        running.checkpoints.stop()
+        running.server.stop(grace=None).wait()
+        running.replay.close()
+        shard.stop()

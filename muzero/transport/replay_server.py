@@ -26,7 +26,7 @@ from muzero.storage.replay.factory import EnvSpec
 from muzero.storage.replay.memory import MemoryReplay
 from muzero.storage.replay.protocol import ReplayStorage
 from muzero.storage.replay.rate_limiter import RateLimiter
-from muzero.storage.replay.redis_store import TRANSIENT_ERRORS
+from muzero.storage.replay.redis_store import FULL_ERRORS, TRANSIENT_ERRORS
 from muzero.transport.grpc_util import Server
 from muzero.wire import codec
 from muzero.wire.v1 import replay_pb2, replay_pb2_grpc
@@ -155,6 +155,12 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                     stored = self.store.insert(segment)
             except ValueError as error:
                 self._invalid(context, "AppendSegments", _naming(message.segment_id, error))
+            except FULL_ERRORS as error:
+                log.error("a replay shard is at its Redis maxmemory: %s", error)
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "a replay shard is at its Redis maxmemory: raise it or lower replay.capacity (docs/scaling.md)",
+                )
             self.latency.labels("AppendSegments").observe(time.perf_counter() - start)
             if stored:
                 self.appended.inc()

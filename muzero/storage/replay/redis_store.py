@@ -47,6 +47,9 @@ class ReplayError(RuntimeError):
     """The store cannot do what was asked (misconfigured shard, data vanished repeatedly)."""
 
 
+# What a shard at its maxmemory raises for a write (Redis refuses the whole script).
+FULL_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.OutOfMemoryError,)
+
 # What a shard restarting or out of reach raises, or data turning over faster than a read:
 # transient, so servers answer UNAVAILABLE and clients retry.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
