@@ -63,20 +63,17 @@ acknowledged segments; a crash of the machine loses about the last second.
 
 ``--no-persistence`` measures what is lost without append-only files: a killed
 shard comes back empty, so every segment it held is gone (``shard_kills`` records
-how many it held at each kill: all acknowledged, all lost). Worse, the replay
-front does not notice: the shard's bookkeeping (capacity, trees) went with its
-data, and the insert script then runs with capacity 0, so every later insert on
-that shard is acknowledged and evicts the one before; the shard holds one segment
-until a replay front restarts and initialises it again, fsck reports its count
-tree, and the store refuses to open on it. The audit counts those
-acknowledged-then-dropped segments as lost too (``evicted_on_uninitialised_shard``).
-Measured (2 cores, seed 0, ``--no-persistence --kinds redis --seconds 90
---interval 20 30``: shard 0 killed at 26 s, shard 1 at 47 s): of 1,269
-acknowledged segments 1,268 were lost, 1 stored: 1,121 held by the two shards when
-they died (470 and 651) and 147 acknowledged after the restarts and dropped by the
-uninitialised shards. Training stopped too: the store never again held
-``replay.min_size`` transitions, so the learner's Sample calls waited (UNAVAILABLE
-every 30 s) and it stayed at version 1,700 from the second kill to the end. With
+how many it held at each kill: all acknowledged, all lost). The store notices that the
+shard lost its bookkeeping (its scripts refuse a shard without it), sets it up again
+and goes on storing; the audit would count segments acknowledged and then dropped by a
+shard without bookkeeping as ``evicted_on_uninitialised_shard`` (the bug this run
+found: before the fix every later insert on such a shard evicted the one before).
+Measured 2026-12-01 (2 cores, seed 0, ``--no-persistence --kinds redis --seconds 90
+--interval 20 30``, two shard kills): of 1,332 acknowledged segments 1,062 were lost,
+exactly what the two shards held when they died (452 and 610), and the 270
+acknowledged after the restarts were all stored; training went on (version 3,300 at
+the end). Before the fix the same run lost 1,268 of 1,269 (147 of them acknowledged
+after the restarts) and training stopped at version 1,700. With
 append-only files, ``--kinds redis --seconds 120 --interval 10 20`` (7 shard kills)
 lost nothing and left fsck clean, with ``always`` (944 acknowledged: 125 stored, 819
 evicted) and with ``everysec`` (1,095: 49 stored, 1,046 evicted).
