@@ -1,10 +1,11 @@
 """What TLS and a bearer token cost: the same servers with security off and on, same run.
 
-    python benchmarks/tls.py [--repeats 5] [--megabytes 50] [--batches 20]
+    python benchmarks/tls.py [--repeats 7] [--megabytes 50] [--batches 60]
 
 Measures, alternating plaintext and TLS + token (so machine drift hits both), medians over
 ``--repeats``:
-- a checkpoint pull of ``--megabytes`` MB from the checkpoint service (seconds);
+- a checkpoint pull of ``--megabytes`` MB from the checkpoint service (seconds; each
+  measurement the median of 3 pulls);
 - replay sampling through the replay service: Atari-shaped examples (4 stacked 84x84 uint8
   frames, 256 per batch, about 7 MB a batch: the heaviest traffic the system carries), from
   the in-memory store so that only the transport differs (examples per second).
@@ -106,15 +107,19 @@ def serve(security: ServerSecurity, register) -> tuple:
     return server, f"localhost:{port}"
 
 
-def pull_seconds(run_dir: Path, out: Path, security: tuple) -> float:
+def pull_seconds(run_dir: Path, out: Path, security: tuple, pulls: int = 3) -> float:
+    """The median of ``pulls`` timed pulls over one connection (one pull varies by +-30% here)."""
     servicer = CheckpointServicer(run_dir)
     server, target = serve(security[0], lambda s: add_checkpoints(s, servicer))
     try:
         with CheckpointClient(target, security=security[1]) as client:
             client.pull(out / "warm")  # the handshake and first-call costs are not the pull's
-            started = time.perf_counter()
-            client.pull(out / "timed")
-            return time.perf_counter() - started
+            times = []
+            for i in range(pulls):
+                started = time.perf_counter()
+                client.pull(out / f"timed-{i}")
+                times.append(time.perf_counter() - started)
+            return statistics.median(times)
     finally:
         servicer.stop()
         server.stop(grace=None)
@@ -137,9 +142,9 @@ def sample_rate(replay: tuple, security: tuple, batches: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--megabytes", type=float, default=50.0)
-    parser.add_argument("--batches", type=int, default=20, help="batches per sampling measurement")
+    parser.add_argument("--batches", type=int, default=60, help="batches per sampling measurement")
     args = parser.parse_args()
     if args.repeats < 1 or args.megabytes <= 0 or args.batches < 1:
         parser.error("--repeats and --batches must be >= 1, --megabytes > 0")
