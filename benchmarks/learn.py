@@ -112,7 +112,8 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("preset", choices=["cartpole", "tictactoe", "tictactoe-learned"])
-    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (0, 1, ..., N-1)")
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (F, F+1, ..., F+N-1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="F, the first seed (default 0)")
     parser.add_argument(
         "--max-wall-s",
         type=float,
@@ -123,12 +124,12 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=100, help="cartpole: evaluation episodes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
     args = parser.parse_args()
-    if args.seeds < 1:
-        parser.error("--seeds must be >= 1")
+    if args.seeds < 1 or args.first_seed < 0:
+        parser.error("--seeds must be >= 1 and --first-seed >= 0")
     if args.preset == "cartpole" and args.max_wall_s is None:
         args.max_wall_s = 1200.0
     torch.set_num_threads(2)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     started = time.time()
     result = run_cartpole(seeds, args) if args.preset == "cartpole" else run_tictactoe(seeds, args)
     result["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads, {platform.python_version()}"
