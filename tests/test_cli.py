@@ -110,6 +110,9 @@ def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A suite started in the background (`make test &`) inherits SIGINT ignored, and Python
+        # keeps an ignored SIGINT ignored: give the child the terminal's default, as a user has.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # Wait (by condition, not by time) until the learner has trained: progress reports it.
