@@ -298,7 +298,7 @@ class Guard:
             make = grpc.stream_stream_rpc_method_handler
             wrapped = stream_stream
         return make(
-            wrapped, request_deserializer=_lenient(request_class), response_serializer=_serializer(response_class)
+            wrapped, request_deserializer=_lenient(request_class), response_serializer=response_class.SerializeToString
         )
 
     def add_service(
@@ -318,10 +318,6 @@ class Guard:
             handlers[method.name] = self.handler(method, behavior, transient)
             self.metrics.start_at_zero(f"{service.full_name}/{method.name}")
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-
-
-def _serializer(response_class) -> Callable[[Any], bytes]:
-    return response_class.SerializeToString
 
 
 def thread_pool(limits: StreamLimits) -> futures.ThreadPoolExecutor:

@@ -37,7 +37,6 @@ MAX_BATCH_SIZE = 4096
 MAX_BATCHES_PER_CALL = 10_000
 MAX_READ_SEGMENTS = 1024
 MAX_REFUSAL_CHARS = 1024
-MAX_POSITION = 2**31  # no segment is longer; the shards' scripts compare positions as doubles
 SAMPLE_WAIT_CAP_S = 30.0  # a blocked sample answers UNAVAILABLE after this: the client retries
 
 
@@ -208,8 +207,6 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
             priorities = codec.tensor_from_proto(request.priorities, "priorities", dtype="float32", shape=(count,))
             if (priorities < 0).any():
                 raise ValueError("priorities: must be >= 0")
-            if count and (positions.min() < 0 or positions.max() >= MAX_POSITION):
-                raise ValueError(f"positions: must be in [0, 2^31), got {int(positions.min())}..{int(positions.max())}")
             keys = SampleKeys(segment_ids=np.array(list(request.segment_ids), dtype=object), positions=positions)
             with self._lock:
                 stale = self.store.update_priorities(keys, priorities)

@@ -298,21 +298,13 @@ class ServerSecurity:
 # --- client -------------------------------------------------------------------------------------
 
 
-class _TokenMetadata(grpc.AuthMetadataPlugin):
-    def __init__(self, token: str):
-        self._metadata = (("authorization", f"Bearer {token}"),)
-
-    def __call__(self, context, callback):
-        callback(self._metadata, None)
-
-
 class _TokenClientInterceptor(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
     grpc.StreamUnaryClientInterceptor,
     grpc.StreamStreamClientInterceptor,
 ):
-    """Adds the token to plaintext calls (gRPC attaches call credentials only over TLS)."""
+    """Adds the token to every call, over TLS or plaintext (gRPC's call credentials need TLS)."""
 
     def __init__(self, token: str):
         self._header = ("authorization", f"Bearer {token}")
@@ -391,20 +383,17 @@ class ClientSecurity:
 
     def channel(self, target: str, options: list) -> grpc.Channel:
         options = list(options)
-        if not self.tls:
-            channel = grpc.insecure_channel(target, options=options)
-            if self.token:
-                channel = grpc.intercept_channel(channel, _TokenClientInterceptor(self.token))
-            return channel
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=_read(self.ca_file, "MUZERO_TLS_CA") if self.ca_file else None,
-            private_key=_read(self.key_file, "MUZERO_TLS_CLIENT_KEY") if self.key_file else None,
-            certificate_chain=_read(self.cert_file, "MUZERO_TLS_CLIENT_CERT") if self.cert_file else None,
-        )
-        if self.token:
-            credentials = grpc.composite_channel_credentials(
-                credentials, grpc.metadata_call_credentials(_TokenMetadata(self.token), name="muzero-token")
+        if self.tls:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(self.ca_file, "MUZERO_TLS_CA") if self.ca_file else None,
+                private_key=_read(self.key_file, "MUZERO_TLS_CLIENT_KEY") if self.key_file else None,
+                certificate_chain=_read(self.cert_file, "MUZERO_TLS_CLIENT_CERT") if self.cert_file else None,
             )
-        if self.server_name:
-            options.append(("grpc.ssl_target_name_override", self.server_name))
-        return grpc.secure_channel(target, credentials, options=options)
+            if self.server_name:
+                options.append(("grpc.ssl_target_name_override", self.server_name))
+            channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            channel = grpc.insecure_channel(target, options=options)
+        if self.token:
+            channel = grpc.intercept_channel(channel, _TokenClientInterceptor(self.token))
+        return channel

@@ -36,6 +36,10 @@ class SampledBatch:
     those frames (``frames="stack"``): then the segments' other frames are stand-ins."""
 
 
+MAX_POSITION = 2**31
+"""No segment is longer; the Redis scripts compare positions as doubles, exact far beyond it."""
+
+
 def checked_priorities(keys: SampleKeys, priorities: np.ndarray) -> np.ndarray:
     """``priorities`` as float64 (N,), or ValueError if they do not match ``keys`` or are not finite and >= 0."""
     priorities = np.asarray(priorities, dtype=np.float64)
@@ -46,6 +50,9 @@ def checked_priorities(keys: SampleKeys, priorities: np.ndarray) -> np.ndarray:
         )
     if not np.isfinite(priorities).all() or (priorities < 0).any():
         raise ValueError("priorities: must be finite and >= 0")
+    positions = np.asarray(keys.positions)
+    if len(positions) and (positions.min() < 0 or positions.max() >= MAX_POSITION):
+        raise ValueError(f"positions: must be in [0, 2^31), got {int(positions.min())}..{int(positions.max())}")
     return priorities
 
 
