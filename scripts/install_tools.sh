@@ -7,6 +7,7 @@
 #   prometheus/promtool  the Debian package; the distribution's service is stopped, tests run their own
 #   open_spiel           pip, into the virtual environment (optional: the tests that check the board
 #                        games against OpenSpiel skip without it)
+#   GNU Go               the Debian package (/usr/games/gnugo): the Go tests score and play against it
 #   opencv (headless)    pip, into the virtual environment (optional: the `resize` observation wrapper
 #                        needs it; its test skips without it)
 # Called by scripts/bootstrap.sh --test; safe to run again (each step checks first).
@@ -75,4 +76,9 @@ if ! command -v promtool >/dev/null && [ ! -x /usr/bin/promtool ]; then
   (command -v systemctl >/dev/null && systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1) || true
   (command -v service >/dev/null && service prometheus stop >/dev/null 2>&1) || true
 fi
-log "ready: $tools/bin/helm, $venv/bin/hadolint, $venv/bin/kubernetes-validate, promtool, open_spiel, opencv"
+if ! command -v gnugo >/dev/null && [ ! -x /usr/games/gnugo ]; then
+  log "installing gnugo (Debian package)"
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+  "${apt_get[@]}" install -y -q gnugo >/dev/null || { "${apt_get[@]}" update -q >/dev/null && "${apt_get[@]}" install -y -q gnugo >/dev/null; }
+fi
+log "ready: $tools/bin/helm, $venv/bin/hadolint, $venv/bin/kubernetes-validate, promtool, open_spiel, opencv, gnugo"
