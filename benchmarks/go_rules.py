@@ -46,7 +46,7 @@ import numpy as np
 
 from muzero.envs.go import GoRules, parse_vertex, vertex_name
 from muzero.envs.go.kernels import ENDED_AT_MOVE_CAP
-from muzero.transport.gtp_client import GtpEngine, find_gnugo, gnugo_command
+from muzero.transport.gtp_client import GtpClient, find_gnugo, gnugo_command
 
 KOMI = 7.5
 
@@ -221,7 +221,7 @@ def score_with_gnugo(size: int, game_moves: list[list[int]], start: int) -> list
     rules = GoRules(size, KOMI, move_cap=GNUGO_MOVE_CAP * size * size)
     results = []
     command = gnugo_command(size, level=0, komi=KOMI, positional_superko=True)
-    engine = GtpEngine(command)
+    engine = GtpClient(command)
     try:
         for index, moves in enumerate(game_moves):
             engine.command("clear_board")

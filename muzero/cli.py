@@ -159,6 +159,41 @@ def _read_move(spec, legal: np.ndarray) -> int | None:
         print(f"not a legal move now: {spec.format_move(move)}; legal moves: {', '.join(names)}")
 
 
+def cmd_gtp(args: argparse.Namespace) -> int:
+    """A GTP engine on stdin/stdout; everything else (logs, errors) goes to stderr."""
+    import torch
+
+    from muzero.acting.analysis import NetworkGoSearcher
+    from muzero.envs.go import GoRules
+    from muzero.transport.gtp_engine import GtpEngine, serve
+
+    stdout, sys.stdout = sys.stdout, sys.stderr  # nothing but GTP answers may reach the controller
+    if args.threads < 1:
+        raise SystemExit(f"muzero: --threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    config, network, _, env = _load_network(args.checkpoint)
+    if not isinstance(env.game, GoRules):
+        raise SystemExit(f"muzero: gtp needs a Go checkpoint; this one plays {config.env.id}")
+    if args.simulations < 1:
+        raise SystemExit(f"muzero: --simulations must be >= 1, got {args.simulations}")
+    size = args.board_size or env.game.size
+    searcher = NetworkGoSearcher(
+        network, env.game.size, model=args.model or config.search.model, tree_simulations=max(args.simulations, 4096)
+    )
+    try:
+        engine = GtpEngine(
+            searcher,
+            size,
+            env.game.komi if args.komi is None else args.komi,
+            simulations=args.simulations,
+            resign_threshold=args.resign_threshold,
+        )
+    except ValueError as error:
+        raise SystemExit(f"muzero: {error}")
+    print(f"muzero gtp: {config.env.id} checkpoint {args.checkpoint}, {args.simulations} simulations per move")
+    return serve(engine, sys.stdin, stdout)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     for name in config_module.preset_names():
         config = config_module.load(name)
@@ -363,6 +398,29 @@ def build_parser() -> argparse.ArgumentParser:
     side.add_argument("--second", dest="first", action="store_false", help="muzero moves first")
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=cmd_play)
+
+    gtp = commands.add_parser(
+        "gtp", help="a Go engine speaking GTP on stdin/stdout (for GoGui, Sabaki, match runners, KGS/OGS bridges)"
+    )
+    gtp.add_argument("checkpoint", help="a Go checkpoint (a file, its run folder or checkpoints/latest)")
+    gtp.add_argument("--simulations", type=int, default=400, help="simulations per move at most (default 400)")
+    gtp.add_argument("--board-size", type=int, help="the board to start on (default: the checkpoint's)")
+    gtp.add_argument("--komi", type=float, help="komi to start with (default: the checkpoint's rules)")
+    gtp.add_argument(
+        "--resign-threshold",
+        type=float,
+        default=0.05,
+        help="resign when the search's win rate falls below this (default 0.05; 0 never resigns)",
+    )
+    gtp.add_argument("--model", choices=("simulator", "learned"), help="search the true rules or the learned model")
+    gtp.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: one position at a time gains little from more, and an engine "
+        "sharing cores with its opponent or GUI loses much when threads wait on each other)",
+    )
+    gtp.set_defaults(func=cmd_gtp)
 
     serve = commands.add_parser("serve", help="run a service (the same as python -m services.<name>)", add_help=False)
     serve.add_argument("service", choices=SERVICE_NAMES)

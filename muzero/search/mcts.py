@@ -229,6 +229,16 @@ class MCTS(TreeSearcher):
         ``add_noise`` applies ``root_noise`` (off for evaluation).
         """
         check_run_arguments(rng, temperature)
+        self.start(root, rng, add_noise)
+        self.simulate(step_fn, self.num_simulations)
+        return self.finish(rng, temperature)
+
+    # A search in steps, for callers that stop on a clock or report as they go (the GTP
+    # engine): start, simulate as often as wanted (up to num_simulations in all), then
+    # statistics or finish. run() is these three in a row.
+
+    def start(self, root: RootInput, rng: np.random.Generator, add_noise: bool = True) -> None:
+        """Begin a search from ``root`` (B <= batch_size_max roots); no simulation yet."""
         tree = self.tree
         batch = tree.check_root(root)
         legal = root.legal_mask
@@ -239,18 +249,49 @@ class MCTS(TreeSearcher):
             if root_prior.shape != prior.shape:
                 raise ValueError(f"root_noise returned shape {root_prior.shape}, expected {prior.shape}")
         tree.reset(root, root_prior, batch)
-        for simulation in range(self.num_simulations):
-            tree.simulate(batch, step_fn, self._descend, simulation)
-        visit_counts, q_values, root_value = tree.root_statistics(batch)
+        self._started = (batch, legal, prior)
+        self.simulations_done = 0
+
+    def simulate(self, step_fn: StepFn, count: int) -> int:
+        """Run up to ``count`` more simulations (the tree holds num_simulations); returns how many ran."""
+        batch, _, _ = self._current()
+        count = max(0, min(int(count), self.num_simulations - self.simulations_done))
+        for simulation in range(self.simulations_done, self.simulations_done + count):
+            self.tree.simulate(batch, step_fn, self._descend, simulation)
+        self.simulations_done += count
+        return count
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(visit counts (B, A), Q values (B, A), root value (B,), prior (B, A)) so far."""
+        batch, _, prior = self._current()
+        visit_counts, q_values, root_value = self.tree.root_statistics(batch)
+        return visit_counts, q_values, root_value, prior
+
+    def principal_variation(self, root: int, action: int, max_length: int = 16) -> list[int]:
+        """``action`` then, from the node it leads to, the most visited child, repeatedly."""
+        self._current()
+        return self.tree.principal_variation(root, action, max_length)
+
+    def finish(self, rng: np.random.Generator, temperature: float = 1.0) -> SearchResult:
+        """The search's result after the simulations run so far."""
+        check_run_arguments(rng, temperature)
+        _, legal, prior = self._current()
+        visit_counts, q_values, root_value, _ = self.statistics()
         policy = np.asarray(self.policy_target(visit_counts, q_values, prior, legal), dtype=np.float32)
         if policy.shape != prior.shape:
             raise ValueError(f"policy_target returned shape {policy.shape}, expected {prior.shape}")
         action = np.asarray(self.select_action(visit_counts, q_values, legal, float(temperature), rng), dtype=np.int64)
         check_actions(action, legal)
-        result = SearchResult(action, policy, visit_counts, q_values, root_value, self.num_simulations)
+        result = SearchResult(action, policy, visit_counts, q_values, root_value, self.simulations_done)
         if self.on_search_finished is not None:
             self.on_search_finished(result)
         return result
+
+    def _current(self) -> tuple[int, np.ndarray, np.ndarray]:
+        started = getattr(self, "_started", None)
+        if started is None:
+            raise RuntimeError("no search started: call start(root, rng) first")
+        return started
 
     def _descend(self, batch: int, simulation: int) -> int:
         tree = self.tree

@@ -532,6 +532,20 @@ class SearchTree:
 
     # -- outputs ------------------------------------------------------------------------------
 
+    def principal_variation(self, root: int, action: int, max_length: int) -> list[int]:
+        """``action`` at root ``root``, then the most visited child from each node reached."""
+        edges = self.arrays.edges
+        line = [int(action)]
+        node = int(edges[root, 0, action]["child"])
+        while node != NO_CHILD and len(line) < max_length:
+            visits = edges[root, node]["visits"]
+            best = int(np.argmax(visits))
+            if visits[best] <= 0:
+                break
+            line.append(best)
+            node = int(edges[root, node, best]["child"])
+        return line
+
     def root_statistics(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fresh arrays: visit counts (B, A) int32, Q values (B, A) float32, root value (B,) float32."""
         visits = np.empty((batch, self.num_actions), dtype=np.int32)

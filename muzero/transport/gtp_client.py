@@ -1,6 +1,6 @@
 """A client for a Go engine that speaks GTP version 2 over its stdin and stdout (GNU Go, ...).
 
-    with GtpEngine(["/usr/games/gnugo", "--mode", "gtp", "--level", "1"]) as engine:
+    with GtpClient(["/usr/games/gnugo", "--mode", "gtp", "--level", "1"]) as engine:
         engine.command("boardsize 9")
         engine.command("play black D4")
         move = engine.command("genmove white")
@@ -52,7 +52,7 @@ def gnugo_command(
     return command
 
 
-class GtpEngine:
+class GtpClient:
     """One engine process; commands are answered in order, one at a time."""
 
     def __init__(self, command: Sequence[str], *, stderr: int | None = subprocess.DEVNULL):
@@ -111,7 +111,7 @@ class GtpEngine:
             if stream is not None:
                 stream.close()
 
-    def __enter__(self) -> GtpEngine:
+    def __enter__(self) -> GtpClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
