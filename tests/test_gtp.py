@@ -6,34 +6,9 @@ import time
 
 import pytest
 
-from muzero.storage.checkpoint import CheckpointManager
 from muzero.transport.gtp_client import GtpClient, GtpError
 
 MUZERO = [sys.executable, "-m", "muzero.cli"]
-
-
-@pytest.fixture(scope="module")
-def go5_checkpoint(tmp_path_factory):
-    """A few learner steps of the go7 preset on a 5x5 board: enough weights to search with."""
-    run_dir = tmp_path_factory.mktemp("run") / "go5"
-    settings = [
-        "env.id=go5",
-        "env.num_envs=4",
-        "training.max_env_steps=120",
-        "replay.min_size=60",
-        "replay.segment_length=50",
-        "training.td_steps=50",
-        "training.checkpoint_interval=2",
-        "training.train_ratio=1.0",
-        "training.batch_size=16",
-        "search.num_simulations=2",
-    ]
-    command = [*MUZERO, "train", "go7", "--run-dir", str(run_dir)]
-    for setting in settings:
-        command += ["--set", setting]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return CheckpointManager(run_dir).latest()
 
 
 def engine(checkpoint, *options):

@@ -1,0 +1,217 @@
+"""A checkpoint against GNU Go over GTP: wins, losses, a 95% Wilson interval, every game as SGF.
+
+    python benchmarks/go.py CHECKPOINT [--games 100] [--level 1] [--simulations 400]
+                            [--komi 7.5] [--sgf-dir DIR] [--train-wall-s S]
+
+GNU Go runs as ``gnugo --mode gtp --chinese-rules --capture-all-dead
+--positional-superko --level L`` (Debian's ``apt-get install gnugo``); our side is
+the engine ``muzero gtp`` runs (muzero/transport/gtp_engine.py), driven in this
+process through the same command handler. Colours alternate game by game, komi
+7.5. A game ends by two passes, a resignation or the move cap (2 * N * N). Each
+finished game is scored by our Tromp-Taylor count, which decides it, and by
+GNU Go's ``final_score``; the two disagree only where dead stones were left on
+the board (GNU Go judges them, Tromp-Taylor counts them), and the disagreements
+are reported. Every game is written as SGF (sgfmill).
+
+Progress goes to stderr; the last line of stdout is one JSON object:
+``{"board": 9, "opponent": "gnugo-1", "games": ..., "wins": ..., "losses": ...,
+"win_rate": ..., "wilson95": [lo, hi], "train_wall_s": ..., "scorer_disagreements": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sgfmill import sgf
+
+from muzero.envs.go import GoRules, parse_vertex
+from muzero.transport.gtp_client import GtpClient, gnugo_command
+from muzero.transport.gtp_engine import GtpEngine
+
+COLORS = ("black", "white")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def wilson_interval(wins: int, games: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a win rate (95% for z = 1.96)."""
+    if games == 0:
+        return 0.0, 1.0
+    p = wins / games
+    denominator = 1 + z * z / games
+    center = (p + z * z / (2 * games)) / denominator
+    half = z * math.sqrt(p * (1 - p) / games + z * z / (4 * games * games)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+class EngineSide:
+    """Our engine, driven through its GTP command handler."""
+
+    def __init__(self, engine: GtpEngine):
+        self.engine = engine
+
+    def command(self, text: str) -> str:
+        answer, _ = self.engine.handle(text)
+        if answer.startswith("?"):
+            raise RuntimeError(f"muzero refused {text!r}: {answer[1:].strip()}")
+        return answer[1:].strip()
+
+
+@dataclass
+class GameRecord:
+    number: int
+    our_color: str
+    moves: list[tuple[str, str]]  # (color, vertex)
+    result: str  # "B+3.5", "W+R", ...
+    our_score: str
+    gnugo_score: str
+    we_won: bool
+    ended_by: str
+
+
+def play_game(ours: Any, gnugo: GtpClient, size: int, komi: float, our_color: str, number: int) -> GameRecord:
+    """One game; ``ours`` and ``gnugo`` answer GTP commands (text in, answer out)."""
+    rules = GoRules(size, komi)
+    state = rules.initial_states(1)
+    for side in (ours, gnugo):
+        side.command(f"boardsize {size}")
+        side.command("clear_board")
+        side.command(f"komi {komi:g}")
+    moves: list[tuple[str, str]] = []
+    ended_by = "passes"
+    resigned: str | None = None
+    while not rules.is_terminal(state)[0]:
+        color = COLORS[int(rules.to_play(state)[0])]
+        mover, other = (ours, gnugo) if color == our_color else (gnugo, ours)
+        vertex = mover.command(f"genmove {color}")
+        if vertex.lower() == "resign":
+            resigned, ended_by = color, "resignation"
+            break
+        action = parse_vertex(vertex, size)
+        if not rules.legal_mask(state)[0, action]:
+            raise RuntimeError(f"game {number}: {color} played {vertex}, illegal under Tromp-Taylor")
+        state, _, _ = rules.step(state, [action])
+        other.command(f"play {color} {vertex}")
+        moves.append((color, vertex))
+    if ended_by != "resignation" and rules.status(state)[0] == 2:
+        ended_by = "move cap"
+    our_score = rules.score_text(state[0])
+    gnugo_score = gnugo.command("final_score")
+    if resigned is not None:
+        result = "W+R" if resigned == "black" else "B+R"
+    else:
+        result = our_score
+    we_won = result.startswith(our_color[0].upper())
+    return GameRecord(number, our_color, moves, result, our_score, gnugo_score, we_won, ended_by)
+
+
+def write_sgf(record: GameRecord, size: int, komi: float, path: Path, gnugo_name: str) -> None:
+    game = sgf.Sgf_game(size=size)
+    root = game.get_root()
+    root.set("KM", komi)
+    root.set("RU", "Tromp-Taylor")
+    root.set("RE", record.result)
+    names = {record.our_color: "muzero", ("white" if record.our_color == "black" else "black"): gnugo_name}
+    root.set("PB", names["black"])
+    root.set("PW", names["white"])
+    root.set("GC", f"game {record.number}; ended by {record.ended_by}; GNU Go's count {record.gnugo_score}")
+    for color, vertex in record.moves:
+        node = game.extend_main_sequence()
+        action = parse_vertex(vertex, size)
+        move = None if action == size * size else divmod(action, size)
+        node.set_move(color[0], move)
+    path.write_bytes(game.serialise())
+
+
+def play_match(
+    engine: GtpEngine,
+    games: int,
+    size: int,
+    komi: float,
+    level: int,
+    sgf_dir: Path | None = None,
+) -> dict[str, Any]:
+    """``games`` games against GNU Go at ``level``, colours alternating (ours Black first)."""
+    ours = EngineSide(engine)
+    records: list[GameRecord] = []
+    name = f"GNU Go level {level}"
+    if sgf_dir is not None:
+        sgf_dir.mkdir(parents=True, exist_ok=True)
+    with GtpClient(gnugo_command(size, level=level, komi=komi, positional_superko=True)) as gnugo:
+        for number in range(games):
+            began = time.perf_counter()
+            record = play_game(ours, gnugo, size, komi, COLORS[number % 2], number)
+            records.append(record)
+            if sgf_dir is not None:
+                write_sgf(record, size, komi, sgf_dir / f"game_{number:04d}.sgf", name)
+            wins = sum(r.we_won for r in records)
+            log(
+                f"game {number + 1}/{games}: muzero {record.our_color} {'won' if record.we_won else 'lost'} "
+                f"{record.result} ({record.ended_by}, {len(record.moves)} moves, GNU Go counts {record.gnugo_score}, "
+                f"{time.perf_counter() - began:.1f} s); {wins}/{len(records)} won"
+            )
+    wins = sum(r.we_won for r in records)
+    scored = [r for r in records if r.ended_by != "resignation"]
+    return {
+        "board": size,
+        "opponent": f"gnugo-{level}",
+        "games": games,
+        "wins": wins,
+        "losses": games - wins,
+        "win_rate": round(wins / games, 4) if games else 0.0,
+        "wilson95": [round(x, 4) for x in wilson_interval(wins, games)],
+        "scorer_disagreements": sum(1 for r in scored if r.our_score != r.gnugo_score),
+        "wins_as_black": sum(r.we_won for r in records if r.our_color == "black"),
+        "wins_as_white": sum(r.we_won for r in records if r.our_color == "white"),
+        "ended_by": {kind: sum(r.ended_by == kind for r in records) for kind in ("passes", "resignation", "move cap")},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a Go checkpoint (file, run folder or checkpoints/latest)")
+    parser.add_argument("--games", type=int, default=100)
+    parser.add_argument("--level", type=int, default=1, help="GNU Go's level, 0-10 (default 1)")
+    parser.add_argument("--simulations", type=int, default=400, help="our simulations per move")
+    parser.add_argument("--komi", type=float, default=7.5)
+    parser.add_argument("--sgf-dir", type=Path, help="where to write the games (default: next to the checkpoint)")
+    parser.add_argument("--train-wall-s", type=float, help="the checkpoint's training time, for the record")
+    args = parser.parse_args()
+
+    import torch
+
+    from muzero.acting.analysis import NetworkGoSearcher
+    from muzero.cli import _load_network
+
+    torch.set_num_threads(1)  # one position at a time, sharing the cores with GNU Go
+    config, network, checkpoint, env = _load_network(args.checkpoint)
+    if not isinstance(env.game, GoRules):
+        raise SystemExit(f"{args.checkpoint} is not a Go checkpoint ({config.env.id})")
+    size = env.game.size
+    searcher = NetworkGoSearcher(network, size, model=config.search.model, tree_simulations=args.simulations)
+    engine = GtpEngine(searcher, size, args.komi, simulations=args.simulations)
+    sgf_dir = args.sgf_dir or Path(args.checkpoint).resolve().parent / f"games-gnugo-{args.level}"
+    began = time.perf_counter()
+    summary = play_match(engine, args.games, size, args.komi, args.level, sgf_dir)
+    summary["train_wall_s"] = args.train_wall_s
+    summary["simulations"] = args.simulations
+    summary["checkpoint_step"] = checkpoint.step
+    summary["sgf_dir"] = str(sgf_dir)
+    summary["match_wall_s"] = round(time.perf_counter() - began, 1)
+    summary["machine"] = f"{platform.machine()}, {platform.python_version()}"
+    summary["date"] = time.strftime("%Y-%m-%d")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""benchmarks/go.py's match code: a real GNU Go plays a short 5x5 game against the engine."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from sgfmill import sgf
+
+from muzero.acting.analysis import NetworkGoSearcher
+from muzero.cli import _load_network
+from muzero.transport.gtp_client import find_gnugo
+from muzero.transport.gtp_engine import GtpEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench():
+    spec = importlib.util.spec_from_file_location("go_match_benchmark", ROOT / "benchmarks" / "go.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_wilson_interval():
+    low, high = bench().wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
+    assert bench().wilson_interval(0, 10)[0] == 0.0 and bench().wilson_interval(10, 10)[1] == 1.0
+
+
+def test_gnugo_plays_a_5x5_game_against_the_engine(go5_checkpoint, tmp_path):
+    if find_gnugo() is None:
+        pytest.skip("GNU Go is not installed (scripts/install_tools.sh installs it)")
+    config, network, _, env = _load_network(str(go5_checkpoint))
+    engine = GtpEngine(NetworkGoSearcher(network, 5), 5, 7.5, simulations=8, resign_threshold=0.0)
+    summary = bench().play_match(engine, games=2, size=5, komi=7.5, level=0, sgf_dir=tmp_path)
+    assert summary["games"] == 2 and summary["wins"] + summary["losses"] == 2
+    assert 0 <= summary["wilson95"][0] <= summary["win_rate"] <= summary["wilson95"][1] <= 1
+    assert sum(summary["ended_by"].values()) == 2
+    files = sorted(tmp_path.glob("*.sgf"))
+    assert len(files) == 2
+    game = sgf.Sgf_game.from_bytes(files[0].read_bytes())
+    root = game.get_root()
+    assert game.get_size() == 5 and root.get("KM") == 7.5 and root.get("RE")
+    assert {root.get("PB"), root.get("PW")} == {"muzero", "GNU Go level 0"}
+    assert len(game.get_main_sequence()) > 2  # moves were recorded
