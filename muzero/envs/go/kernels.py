@@ -115,6 +115,19 @@ def _neighbour_counts(x, one, two, words, stride, on_board):
 
 
 @njit(cache=True, inline="always")
+def _surely_two_liberties(stones, one, two, out, spare, words, stride, on_board):
+    """out = the stones whose group surely has two liberties or more: those next to two empty
+    points, and those next to an empty point with a neighbour of their own colour that is next
+    to one too (two adjacent points share no neighbour, so those are two different liberties).
+    ``one`` and ``two``: the points next to one and to two empty points."""
+    for i in range(words):
+        spare[i] = stones[i] & one[i]
+    _adjacent(spare, out, words, stride, on_board)
+    for i in range(words):
+        out[i] = stones[i] & (two[i] | (one[i] & out[i]))
+
+
+@njit(cache=True, inline="always")
 def _dilate(x, out, words, stride, on_board):
     """out = x and the points next to it."""
     _adjacent(x, out, words, stride, on_board)
@@ -136,6 +149,27 @@ def _flood(seed, within, group, grown, words, stride, on_board):
             group[i] = v
         if not changed:
             return
+
+
+@njit(cache=True, inline="always")
+def _flood_to_a_liberty(seed, within, empty, group, grown, words, stride, on_board):
+    """Flood from ``seed`` through ``within`` as _flood does, but stop as soon as the group
+    touches an empty point: returns True then (``group`` is partial), False when the whole
+    group (in ``group``) has no liberty."""
+    for i in range(words):
+        group[i] = seed[i]
+    while True:
+        _dilate(group, grown, words, stride, on_board)
+        changed = False
+        for i in range(words):
+            if grown[i] & empty[i] != _ZERO:
+                return True
+        for i in range(words):
+            v = grown[i] & within[i]
+            changed = changed or v != group[i]
+            group[i] = v
+        if not changed:
+            return False
 
 
 @njit(cache=True, inline="always")
@@ -266,11 +300,10 @@ def _legal_one(
         needy[i] = empty[i] & ~breathe[i]  # empty points whose neighbours are all stones
         any_needy = any_needy or needy[i] != _ZERO
     n_touched = 0
-    # Their groups in atari: playing on the last liberty captures (and breathes). A group
-    # with a stone next to two empty points has two liberties: one flood from all such
-    # stones sets those groups aside, and only the others are flooded one by one.
-    for i in range(words):
-        seed[i] = theirs[i] & two[i]
+    # Their groups in atari: playing on the last liberty captures (and breathes). One flood
+    # from the stones that surely have a group of two liberties sets those groups aside, and
+    # only the others are flooded one by one.
+    _surely_two_liberties(theirs, breathe, two, seed, grown, words, stride, on_board)
     _flood(seed, theirs, group, grown, words, stride, on_board)
     for i in range(words):
         remaining[i] = theirs[i] & ~group[i]
@@ -288,10 +321,16 @@ def _legal_one(
             breathe[bit >> 6] |= _ONE << np.uint64(bit & 63)
     # My groups matter only next to points without an empty neighbour: joining one with
     # two liberties or more breathes through it; one in atari would die with the stone.
+    # As for theirs, one flood sets aside the groups that surely have two liberties.
     if any_needy:
+        _surely_two_liberties(mine, breathe, two, seed, grown, words, stride, on_board)
+        _flood(seed, mine, group, grown, words, stride, on_board)
+        _adjacent(group, grown, words, stride, on_board)
+        for i in range(words):
+            breathe[i] |= grown[i] & needy[i]
         _adjacent(needy, remaining, words, stride, on_board)
         for i in range(words):
-            remaining[i] &= mine[i]
+            remaining[i] &= mine[i] & ~group[i]
         while _any(remaining, words):
             _lowest_bit(remaining, seed, words)
             _flood(seed, mine, group, grown, words, stride, on_board)
@@ -482,13 +521,12 @@ def _step_one(
         captured_bit = -1
         while _any(remaining, words):
             _lowest_bit(remaining, seed, words)
-            _flood(seed, theirs, group, grown, words, stride, on_board)
-            count, _ = _liberties(group, empty, grown, words, stride, on_board)
+            breathes = _flood_to_a_liberty(seed, theirs, empty, group, grown, words, stride, on_board)
             size = 0
             for i in range(words):
                 remaining[i] &= ~group[i]
                 size += _bit_count(group[i])
-            if count == 0:
+            if not breathes:  # the flood ran to the group's end without meeting a liberty
                 h ^= _group_hash(group, words, zobrist_bits, 1 - me)
                 for i in range(words):
                     theirs[i] &= ~group[i]
@@ -499,11 +537,14 @@ def _step_one(
         for i in range(words):
             seed[i] = _ZERO
         seed[word] = mask
-        _flood(seed, mine, group, grown, words, stride, on_board)
-        libs, _ = _liberties(group, empty, grown, words, stride, on_board)
-        size = 0
-        for i in range(words):
-            size += _bit_count(group[i])
+        libs, _ = _liberties(seed, empty, grown, words, stride, on_board)
+        size = 1
+        if libs < 2:  # two empty neighbours: neither suicide nor ko, the group needs no flood
+            _flood(seed, mine, group, grown, words, stride, on_board)
+            libs, _ = _liberties(group, empty, grown, words, stride, on_board)
+            size = 0
+            for i in range(words):
+                size += _bit_count(group[i])
         suicided = 0
         if libs == 0:  # only when nothing was captured: captured points would be liberties
             if not allow_suicide:
