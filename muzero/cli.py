@@ -83,6 +83,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate_returns(config, network, args.episodes, args.seed)
         print(f"mean return {report.mean:.2f} ± {report.std:.2f} over {args.episodes} episodes")
         return 0
+    from muzero.transport.gtp_players import register_gnugo
+
+    register_gnugo()  # Go games get "gnugo" where GNU Go is installed
     # No --opponents: every opponent the game's spec offers (muzero/envs/registry.py).
     opponents = None if args.opponents is None else tuple(name.strip() for name in args.opponents.split(","))
     try:

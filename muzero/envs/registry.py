@@ -25,7 +25,7 @@ import importlib
 import importlib.metadata
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -186,6 +186,22 @@ def register_game(
     return register
 
 
+def add_opponent(game_id: str, name: str, factory: OpponentFactory, *, evaluate_with: bool = False) -> None:
+    """Give the game registered as ``game_id`` (and its aliases) one more opponent, from a
+    layer that may do what the games' own files may not (an external engine's process).
+    ``evaluate_with`` makes it the opponent local training evaluates against."""
+    spec = get_game(game_id)
+    if not callable(factory):
+        raise TypeError(f"add_opponent({game_id!r}, {name!r}): the factory must be callable")
+    opponents = dict(spec.opponents)
+    opponents[name] = factory
+    updated = replace(
+        spec, opponents=MappingProxyType(opponents), eval_opponent=name if evaluate_with else spec.eval_opponent
+    )
+    for key in (spec.id, *spec.aliases):
+        _GAMES[key] = updated
+
+
 # --- where games come from -------------------------------------------------------------
 
 
@@ -249,6 +265,7 @@ def get_game(game_id: str) -> GameSpec:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "add_opponent",
     "FREE_OPPONENTS",
     "GameSpec",
     "PASS",

@@ -49,9 +49,12 @@ class TrainResult:
 def evaluate_point(config: ExperimentConfig, selfplay: SelfPlay, network, seed: int) -> tuple[float, float]:
     """(mean, std) evaluation score: return for single-player envs; for board games
     the score (win 1, draw 0, loss -1) against the game's ``eval_opponent`` (its
-    registry spec: minimax for tic-tac-toe, plain UCT for most games)."""
+    registry spec: minimax for tic-tac-toe, GNU Go for Go when it is installed, plain
+    UCT for most games)."""
     from muzero.envs.registry import get_game
+    from muzero.transport.gtp_players import register_gnugo
 
+    register_gnugo()  # Go games evaluate against GNU Go where it is installed
     episodes = config.training.eval_episodes
     if selfplay.env.num_players == 1:
         report = evaluate_returns(config, network, episodes, seed)
