@@ -19,8 +19,9 @@ Agreement (muzero/envs/go against engines nobody here wrote):
   moves that do not fill one's own eye until neither player has one, then GNU
   Go's ``kgs-genmove_cleanup`` for both players until two passes (it captures what
   it judges dead, so nothing is left for a life-and-death judgement). Every GNU Go
-  move must be legal for us; our Tromp-Taylor result must equal GNU Go's
-  ``final_score``. Where GNU Go still lists dead stones it did not capture (a ko
+  move must be legal for us, except that GNU Go remembers 500 moves, so in longer
+  games its superko misses repetitions of older positions (counted apart); our
+  Tromp-Taylor result must equal GNU Go's ``final_score``. Where GNU Go still lists dead stones it did not capture (a ko
   neither side can win, for one) its score is a judgement rather than a count: such
   games are counted apart and not compared. Two GNU Go processes share the games.
 
@@ -211,6 +212,9 @@ def random_games_to_the_end(rules: GoRules, games: int, seed: int) -> tuple[np.n
     return states, moves
 
 
+GNUGO_HISTORY = 500
+"""Moves GNU Go 3.8 remembers (MAX_MOVE_HISTORY in its engine/board.h), so the positions its
+positional superko can compare with."""
 GNUGO_MOVE_CAP = 4
 """The games scored against GNU Go may last 4 * size * size moves (twice the default), so
 that few stop at the cap before they are played to the end."""
@@ -239,7 +243,16 @@ def score_with_gnugo(size: int, game_moves: list[list[int]], start: int) -> list
                     vertex = "pass"
                 action = parse_vertex(vertex, size)
                 if not rules.legal_mask(state)[0, action]:
-                    result["problem"] = f"GNU Go played {vertex}, illegal for us"
+                    reason = "refused by the legal mask"
+                    try:
+                        rules.step(state, np.array([action]))
+                    except ValueError as error:
+                        reason = str(error)
+                    played = int(state[0, rules.fields["MOVES"]])
+                    result["problem"] = f"GNU Go played {vertex} at move {played + 1}, illegal for us: {reason}"
+                    # GNU Go remembers MAX_MOVE_HISTORY = 500 moves (engine/board.h): its positional
+                    # superko cannot see a repetition of an older position.
+                    result["beyond_gnugo_history"] = "positional superko" in reason and played >= GNUGO_HISTORY
                     break
                 state, _, _ = rules.step(state, np.array([action]))
                 result["cleanup_moves"] += 1
@@ -276,6 +289,7 @@ def compare_with_gnugo(size: int, games: int, seed: int, workers: int = 2) -> di
         "dead_stones_left": sum(1 for r in results if r["judged_dead"] and not r["capped"]),
         "score_disagreements": len(disagreements),
         "illegal_gnugo_moves": len(problems),
+        "illegal_repeating_beyond_gnugo_history": sum(1 for r in problems if r.get("beyond_gnugo_history")),
         "cleanup_moves": int(sum(r["cleanup_moves"] for r in results)),
         "random_moves": int(sum(len(m) for m in game_moves)),
         "examples": [*(disagreements[:3]), *(problems[:3])],
