@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmark_modules import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,8 +49,6 @@ LIGHTZERO_PYTHON = os.environ.get("LIGHTZERO_PYTHON", "/opt/lzvenv/bin/python")
 
 @pytest.mark.skipif(not Path(LIGHTZERO_PYTHON).exists(), reason="no LightZero venv (see benchmarks/search.py)")
 def test_lightzero_comparison_runs_in_the_lightzero_venv():
-    spec = importlib.util.spec_from_file_location("search_benchmark", ROOT / "benchmarks" / "search.py")
-    search_benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(search_benchmark)
+    search_benchmark = load_benchmark("search")
     rates = search_benchmark.lightzero_sims_per_s(LIGHTZERO_PYTHON, [1, 3], simulations=4, repeats=1, threads=1)
     assert rates is not None and set(rates) == {"1", "3"} and all(rate > 0 for rate in rates.values())

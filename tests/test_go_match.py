@@ -1,9 +1,5 @@
 """benchmarks/go.py's match code: a real GNU Go plays a short 5x5 game against the engine."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from sgfmill import sgf
 
@@ -11,16 +7,11 @@ from muzero.acting.analysis import NetworkGoSearcher
 from muzero.cli import _load_network
 from muzero.transport.gtp_client import find_gnugo
 from muzero.transport.gtp_engine import GtpEngine
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.benchmark_modules import load_benchmark
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("go_match_benchmark", ROOT / "benchmarks" / "go.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("go")
 
 
 def test_wilson_interval():

@@ -1,8 +1,5 @@
 """Go's rules on hand-set positions, and agreement with OpenSpiel and GNU Go on random games."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -10,15 +7,11 @@ from muzero.envs import get_game
 from muzero.envs.go import GoRules, kernels, parse_vertex, vertex_name
 from muzero.envs.go.kernels import BLACK_RESIGNED, ENDED_AT_MOVE_CAP, ENDED_BY_PASSES, PLAYING
 from muzero.transport.gtp_client import find_gnugo
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.benchmark_modules import load_benchmark
 
 
 def bench():
-    spec = importlib.util.spec_from_file_location("go_rules_benchmark", ROOT / "benchmarks" / "go_rules.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("go_rules")
 
 
 def position(rules: GoRules, diagram: str, to_play: int = 0) -> np.ndarray:

@@ -23,38 +23,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO
 
 import numpy as np
 
-from muzero.acting.analysis import Analysis
+from muzero.acting.analysis import Analysis, NetworkGoSearcher
 from muzero.envs.go import GoRules, parse_vertex, vertex_name
 from muzero.envs.go.coords import MAX_SIZE
+from muzero.envs.go.kernels import PLAYING as PLAYING_STATUS
 
 PROTOCOL_VERSION = "2"
 
 
 class GtpCommandError(Exception):
     """A command the engine refuses: its message is the ``? reason`` answer."""
-
-
-class GoSearcher(Protocol):
-    """What the engine asks of a player (muzero.acting.analysis.NetworkGoSearcher is one)."""
-
-    def supports_size(self, size: int) -> bool: ...
-
-    def analyse(
-        self,
-        rules: GoRules,
-        state: np.ndarray,
-        *,
-        max_simulations: int,
-        deadline: float | None = None,
-        allow_pass: bool = True,
-        report: Callable[[Analysis], None] | None = None,
-        report_every_s: float | None = None,
-        stop: Callable[[], bool] | None = None,
-    ) -> Analysis: ...
 
 
 @dataclass
@@ -90,7 +72,7 @@ class GtpEngine:
 
     def __init__(
         self,
-        searcher: GoSearcher,
+        searcher: NetworkGoSearcher,
         size: int = 9,
         komi: float = 7.5,
         *,
@@ -148,16 +130,19 @@ class GtpEngine:
         raise GtpCommandError(f"invalid color {text!r} (black, b, white or w)")
 
     def _to_move(self, player: int) -> np.ndarray:
-        """The current state with ``player`` to move (GTP lets either colour play at any time)."""
+        """The current state with ``player`` to move (GTP lets either colour play at any time,
+        and play on after two passes: a finished game is reopened)."""
         state = self.state.copy()
-        state[0, self.rules.fields["TO_PLAY"]] = player
+        fields = self.rules.fields
+        state[0, fields["TO_PLAY"]] = player
+        if state[0, fields["STATUS"]] == PLAYING_STATUS:
+            return state
+        state[0, fields["STATUS"]] = PLAYING_STATUS
+        state[0, fields["PASSES"]] = 0
         return state
 
     def _apply(self, player: int, action: int) -> None:
         state = self._to_move(player)
-        if self.rules.is_terminal(state)[0]:
-            state[0, self.rules.fields["STATUS"]] = 0  # GTP players may play on after two passes
-            state[0, self.rules.fields["PASSES"]] = 0
         if not self.rules.legal_mask(state)[0, action]:
             raise GtpCommandError("illegal move")
         self.history.append(self.state)
@@ -212,9 +197,6 @@ class GtpEngine:
             raise GtpCommandError("genmove takes a color")
         player = self._color(args[0])
         state = self._to_move(player)
-        if self.rules.is_terminal(state)[0]:
-            state[0, self.rules.fields["STATUS"]] = 0
-            state[0, self.rules.fields["PASSES"]] = 0
         budget = self.clock.budget(
             player, self.rules.points, int(state[0, self.rules.fields["MOVES"]]), self.time_margin_s
         )

@@ -70,9 +70,13 @@ class GnuGoPlayer:
         self.close()
 
 
+_registered: set[str] = set()
+"""Game ids already given "gnugo" (local training asks at every evaluation)."""
+
+
 def register_gnugo(level: int = DEFAULT_LEVEL) -> bool:
-    """Add "gnugo" to the opponents of every Go game (and make it their evaluation
-    opponent) when GNU Go is installed; returns whether it is."""
+    """Add "gnugo" to the opponents of every Go game not yet given it (and make it their
+    evaluation opponent) when GNU Go is installed; returns whether it is."""
     if find_gnugo() is None:
         return False
 
@@ -81,6 +85,7 @@ def register_gnugo(level: int = DEFAULT_LEVEL) -> bool:
 
     for game_id in game_ids():
         spec = get_game(game_id)
-        if spec.id == game_id and isinstance(spec.make(), GoRules):
+        if spec.id == game_id and game_id not in _registered and isinstance(spec.make(), GoRules):
             add_opponent(game_id, "gnugo", factory, evaluate_with=True)
+            _registered.add(game_id)
     return True
