@@ -56,15 +56,18 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    kind: Literal["mlp", "resnet"] = "mlp"
+    kind: Literal["mlp", "resnet", "board"] = "mlp"
+    """'mlp' for flat observations; 'resnet' for planes (C, H, W); 'board' for boards whose
+    actions are their points (plus a pass): fully convolutional with KataGo's global pooling,
+    so one network runs on every board size (muzero/nn/board.py)."""
     hidden_size: int = 64
     """MLP width, and the latent state size of the MLP body."""
     num_layers: int = 2
     """Hidden layers in each MLP (representation, dynamics)."""
     channels: int = 32
-    """ResNet channels."""
+    """Channels of the resnet and board bodies."""
     num_blocks: int = 2
-    """Residual blocks in each ResNet body."""
+    """Residual blocks in each resnet or board body (representation, dynamics)."""
     head_hidden_size: int = 32
     """Width of the hidden layer in the value, reward and policy heads."""
     value_support: int = 10
@@ -83,7 +86,7 @@ class NetworkConfig:
     """Env steps (over all env.num_envs envs) of that random rollout; 0 skips it, and the check."""
 
     def validate(self) -> None:
-        _require(self.kind in ("mlp", "resnet"), "network.kind", "must be 'mlp' or 'resnet'")
+        _require(self.kind in ("mlp", "resnet", "board"), "network.kind", "must be 'mlp', 'resnet' or 'board'")
         for key in (
             "hidden_size",
             "num_layers",
@@ -117,6 +120,25 @@ class SearchConfig:
     """pUCT self-play: the first ``sample_moves`` moves of each episode are sampled from
     the visit counts at the scheduled temperature, later ones take the most visited
     action (AlphaZero's opening randomisation); 0 samples every move."""
+    fast_simulations: int = 0
+    """Playout cap randomisation (KataGo, Wu 2019): 0 searches every self-play move with
+    num_simulations. Above 0, a move is a full search (num_simulations, root noise, its policy
+    a training target) with probability full_search_fraction, and otherwise a fast one
+    (fast_simulations, no noise, no policy target; its value targets still train). One draw
+    per move serves all env.num_envs games, so each move stays one batched search."""
+    full_search_fraction: float = 0.25
+    """Playout cap randomisation: the share of moves searched in full (KataGo's 0.25)."""
+    resign: bool = False
+    """Self-play of two-player board games with search.model = 'simulator': a player resigns
+    when the root value (its own) stays below resign_threshold for resign_after of its moves
+    in a row, the game ending as its loss. Games that end early are shorter, so play goes
+    faster; a wrong resignation teaches a wrong outcome, hence no_resign_fraction."""
+    resign_threshold: float = -0.9
+    resign_after: int = 3
+    no_resign_fraction: float = 0.1
+    """Share of games (drawn at each game's start) in which nobody resigns; where a player would
+    have, the end of the game shows whether it was right (the false resignation rate reported
+    by self-play), as AlphaGo Zero kept it under 5%."""
     max_considered_actions: int = 16
     """Gumbel: actions sampled at the root (Gumbel-top-k)."""
     gumbel_scale: float = 1.0
@@ -134,6 +156,22 @@ class SearchConfig:
         _require(self.eval_temperature >= 0, "search.eval_temperature", "must be >= 0")
         _require(self.sample_moves >= 0, "search.sample_moves", "must be >= 0")
         _require(self.max_considered_actions >= 1, "search.max_considered_actions", "must be >= 1")
+        _require(self.fast_simulations >= 0, "search.fast_simulations", "must be >= 0")
+        if self.fast_simulations:
+            _require(
+                self.fast_simulations < self.num_simulations,
+                "search.fast_simulations",
+                f"must be below search.num_simulations ({self.num_simulations})",
+            )
+            _require(
+                self.algorithm == "muzero",
+                "search.fast_simulations",
+                "playout cap randomisation needs search.algorithm = 'muzero'",
+            )
+        _require(0 < self.full_search_fraction <= 1, "search.full_search_fraction", "must be in (0, 1]")
+        _require(-1 < self.resign_threshold < 1, "search.resign_threshold", "must be in (-1, 1)")
+        _require(self.resign_after >= 1, "search.resign_after", "must be >= 1")
+        _require(0 <= self.no_resign_fraction <= 1, "search.no_resign_fraction", "must be in [0, 1]")
         _require(
             len(self.temperature) >= 1, "search.temperature", "needs at least one [from_env_step, temperature] pair"
         )
@@ -186,9 +224,14 @@ class TrainingConfig:
     """Stop early once an evaluation reaches this mean return (0: never)."""
     torch_threads: int = 0
     """0 lets torch choose."""
+    augment: Literal["none", "d4"] = "none"
+    """'d4': each example drawn is rotated or mirrored by one of the square board's eight
+    symmetries, at random (observations, actions and policy targets alike); for games like
+    Go whose rules have them (muzero/learning/augment.py)."""
 
     def validate(self) -> None:
         _require(self.batch_size >= 1, "training.batch_size", "must be >= 1")
+        _require(self.augment in ("none", "d4"), "training.augment", "must be 'none' or 'd4'")
         _require(self.unroll_steps >= 1, "training.unroll_steps", "must be >= 1")
         _require(self.td_steps >= 1, "training.td_steps", "must be >= 1")
         _require(0 < self.discount <= 1, "training.discount", "must be in (0, 1]")

@@ -13,19 +13,25 @@ import numpy as np
 import torch
 
 from muzero.config import ExperimentConfig
-from muzero.envs.vector import VectorEnv, make_vector_env
+from muzero.envs.vector import BoardGameVectorEnv, VectorEnv, make_vector_env
 from muzero.learning.segment import FrameStacker, Segment, SegmentBuilder, stack_frames
 from muzero.nn.networks import MuZeroNetwork
 from muzero.search.components import visit_count_action
 from muzero.search.mcts import make_search
 from muzero.search.step_fns import LearnedModel, NetworkEvaluator, SimulatorModel
-from muzero.search.types import StepFn
+from muzero.search.types import SearchResult, StepFn
 
 
 @dataclass
 class EpisodeStats:
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    resignations: int = 0
+    """Games of this step that ended by a resignation."""
+    resign_checks: int = 0
+    """Games of this step played without resignation in which a player would have resigned."""
+    resign_wrong: int = 0
+    """Of those, the games the player who would have resigned did not lose."""
 
 
 class SelfPlay:
@@ -58,6 +64,7 @@ class SelfPlay:
         self.episode_length = np.zeros(self.env.num_envs, dtype=np.int64)
         self.env_steps = 0
         self.simulations = 0
+        self.resignation = Resignation(config, self.env, self.rng) if config.search.resign else None
 
     def set_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
         self.network.load_state_dict(state_dict)
@@ -78,10 +85,14 @@ class SelfPlay:
         else:
             root = self.learned.initial(self.stacked, legal, to_play)
             step_fn = self.learned
-        temperature = self.config.search.temperature_at(self.env_steps)
-        result = self.search.run(root, step_fn, self.rng, temperature=temperature, add_noise=True)
+        result, full = self._search(root, step_fn)
         actions = self._late_moves_greedy(result, legal)
-        step = self.env.step(actions)
+        policies = result.policy_target if full else np.zeros_like(result.policy_target)
+        if self.resignation is not None:
+            resign = self.resignation.decide(result.root_value, to_play)
+            step = self.resignation.env.step(actions, resign=resign)
+        else:
+            step = self.env.step(actions)
         ended = step.terminated | step.truncated
         bootstrap = self._bootstrap_values(step.final_obs, step.truncated & ~step.terminated)
         segments = self.builder.add_step(
@@ -90,7 +101,7 @@ class SelfPlay:
             rewards=step.reward,
             to_play=to_play,
             legal_masks=legal,
-            policies=result.policy_target,
+            policies=policies,
             root_values=result.root_value,
             terminated=step.terminated,
             truncated=step.truncated & ~step.terminated,
@@ -98,11 +109,26 @@ class SelfPlay:
             model_version=self.model_version,
         )
         stats = self._track_episodes(step.reward, ended)
+        if self.resignation is not None:
+            self.resignation.end_games(stats, ended, step.reward, to_play, resign)
         self.observations = step.next_obs
         self.stacked = self.stacker.push(step.next_obs, ended)
         self.env_steps += self.env.num_envs
         self.simulations += self.env.num_envs * result.num_simulations
         return segments, stats
+
+    def _search(self, root, step_fn: StepFn) -> tuple[SearchResult, bool]:
+        """This move's search, and whether it was a full one (its policy a training target).
+
+        With playout cap randomisation (``search.fast_simulations``), a fast search has
+        no root noise: its visits only choose the move, they teach nothing."""
+        search = self.config.search
+        temperature = search.temperature_at(self.env_steps)
+        if not search.fast_simulations or self.rng.random() < search.full_search_fraction:
+            return self.search.run(root, step_fn, self.rng, temperature=temperature, add_noise=True), True
+        self.search.start(root, self.rng, add_noise=False)
+        self.search.simulate(step_fn, search.fast_simulations)
+        return self.search.finish(self.rng, temperature), False
 
     def _late_moves_greedy(self, result, legal: np.ndarray) -> np.ndarray:
         """Past ``search.sample_moves`` moves of an episode, play the most visited action."""
@@ -141,3 +167,54 @@ class SelfPlay:
 
     def flush(self) -> list[Segment]:
         return self.builder.flush()
+
+
+class Resignation:
+    """Who resigns in self-play, and how often a resignation would have been wrong.
+
+    A player resigns when its root value stays below ``search.resign_threshold`` for
+    ``search.resign_after`` of its moves in a row. In a share of the games
+    (``search.no_resign_fraction``, drawn as each game starts) nobody may; there the
+    players who would have resigned are remembered, and the game's end says whether
+    they would have been right."""
+
+    def __init__(self, config: ExperimentConfig, env: VectorEnv, rng: np.random.Generator):
+        if not isinstance(env, BoardGameVectorEnv):
+            raise ValueError(f"search.resign needs a two-player board game; env.id {config.env.id!r} is not one")
+        if config.search.model != "simulator":
+            raise ValueError(
+                "search.resign needs search.model = 'simulator': a learned model would be taught "
+                "that the resigner's searched move ends the game"
+            )
+        self.env = env
+        self.search = config.search
+        self.rng = rng
+        n = env.num_envs
+        self.streak = np.zeros((n, 2), dtype=np.int64)  # own moves in a row below the threshold
+        self.would_resign = np.zeros((n, 2), dtype=bool)
+        self.no_resign = rng.random(n) < self.search.no_resign_fraction
+
+    def decide(self, root_values: np.ndarray, to_play: np.ndarray) -> np.ndarray:
+        """(N,) bool: the games whose player to move resigns now."""
+        rows = np.arange(self.env.num_envs)
+        player = to_play.astype(np.int64)
+        below = root_values < self.search.resign_threshold
+        self.streak[rows, player] = np.where(below, self.streak[rows, player] + 1, 0)
+        wants = self.streak[rows, player] >= self.search.resign_after
+        self.would_resign[rows, player] |= wants & self.no_resign
+        return wants & ~self.no_resign
+
+    def end_games(
+        self, stats: EpisodeStats, ended: np.ndarray, rewards: np.ndarray, to_play: np.ndarray, resigned: np.ndarray
+    ) -> None:
+        """Count this step's resignations and checks into ``stats``; start the ended games afresh."""
+        stats.resignations += int(resigned.sum())
+        for i in np.flatnonzero(ended & self.no_resign).tolist():
+            mover, reward = int(to_play[i]), float(rewards[i])
+            loser = None if reward == 0 else (1 - mover if reward > 0 else mover)
+            for player in np.flatnonzero(self.would_resign[i]).tolist():
+                stats.resign_checks += 1
+                stats.resign_wrong += int(player != loser)
+        self.streak[ended] = 0
+        self.would_resign[ended] = False
+        self.no_resign[ended] = self.rng.random(int(ended.sum())) < self.search.no_resign_fraction

@@ -217,9 +217,26 @@ class BoardGameVectorEnv(VectorEnv):
         self._episode_steps[:] = 0
         return self.game.observe(self._states)
 
-    def step(self, actions: np.ndarray) -> VectorStep:
+    def step(self, actions: np.ndarray, resign: np.ndarray | None = None) -> VectorStep:
+        """``resign`` (N,) bool: in those games the player to move resigns instead of playing
+        its action: the game ends, -1 to the resigner (its step's reward), and starts again."""
         actions = self._check_actions(actions)
-        next_states, reward, terminated = self.game.step(self._states, actions)
+        if resign is not None:
+            resign = np.asarray(resign, dtype=bool)
+            if resign.shape != (self.num_envs,):
+                raise ValueError(f"resign: expected shape ({self.num_envs},), got {resign.shape}")
+        if resign is not None and resign.any():
+            playing = ~resign
+            next_states = self._states.copy()
+            reward = np.full(self.num_envs, -1.0, dtype=np.float32)
+            terminated = resign.copy()
+            if playing.any():
+                moved, moved_reward, moved_done = self.game.step(self._states[playing], actions[playing])
+                next_states[playing] = moved
+                reward[playing] = moved_reward
+                terminated[playing] = moved_done
+        else:
+            next_states, reward, terminated = self.game.step(self._states, actions)
         self._episode_steps += 1
         truncated = ~terminated & (self.max_episode_steps > 0) & (self._episode_steps >= self.max_episode_steps)
         final_obs = self.game.observe(next_states)

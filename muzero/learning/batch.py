@@ -130,7 +130,9 @@ def batch_from_sample(
     in the replay service for the wire, in local mode for the learner directly.
 
     ``bootstrap_observations`` adds the terms a learner's target network needs to
-    re-value the bootstrap targets (``training.bootstrap = "target_network"``)."""
+    re-value the bootstrap targets (``training.bootstrap = "target_network"``).
+    ``training.augment = "d4"`` puts each example under a random board symmetry
+    (the bootstrap terms stay as stored: a value does not change with it)."""
     batch = make_batch(
         sampled.segments,
         sampled.positions,
@@ -148,7 +150,12 @@ def batch_from_sample(
             sampled.segments, sampled.positions, training.unroll_steps, training.td_steps, training.discount
         )
     versions = np.array([s.model_version for s in sampled.segments], dtype=np.int64)
-    return replace(batch, keys=sampled.keys, model_versions=versions, bootstrap=terms)
+    batch = replace(batch, keys=sampled.keys, model_versions=versions, bootstrap=terms)
+    if training.augment == "d4":
+        from muzero.learning.augment import augment_d4  # it builds on Batch
+
+        batch = augment_d4(batch, rng)
+    return batch
 
 
 def _batch(observations, targets, weights, segments, positions) -> Batch:

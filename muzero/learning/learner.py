@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from muzero.config import ExperimentConfig
+from muzero.learning.augment import check_d4
 from muzero.learning.batch import Batch
 from muzero.learning.segment import stacked_observation_shape
 from muzero.learning.targets import BootstrapTerms
@@ -47,6 +48,8 @@ class Learner:
         self.config = config
         training = config.training
         self.device = torch.device(training.device)
+        if training.augment == "d4":
+            check_d4(tuple(observation_shape), num_actions)
         if network is None:
             torch.manual_seed(training.seed)
             stacked = stacked_observation_shape(tuple(observation_shape), config.env.frame_stack)

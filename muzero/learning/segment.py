@@ -108,7 +108,7 @@ class Segment:
     rewards: np.ndarray  # (T,) float32, after action t, for the player who acted
     to_play: np.ndarray  # (T,) int8, player to move before step t
     legal_masks: np.ndarray  # (T, A) bool
-    policies: np.ndarray  # (T, A) float32, search policy targets
+    policies: np.ndarray  # (T, A) float32, search policy targets; a row of zeros: none (a fast search)
     root_values: np.ndarray  # (T,) float32, search values for to_play[t]
     length: int  # owned steps, 1 <= length <= T
     terminated: bool  # the episode terminated right after step T - 1
@@ -192,8 +192,12 @@ class Segment:
                 f"segment.actions: values must be in [0, {num_actions}), got range "
                 f"[{self.actions.min()}, {self.actions.max()}]"
             )
-        if (self.policies < 0).any() or not np.allclose(self.policies.sum(axis=1), 1.0, atol=1e-3):
-            raise ValueError("segment.policies: each row must be a probability vector (>= 0, sums to 1)")
+        sums = self.policies.sum(axis=1)
+        if (self.policies < 0).any() or not (np.isclose(sums, 1.0, atol=1e-3) | (sums == 0)).all():
+            raise ValueError(
+                "segment.policies: each row must be a probability vector (>= 0, sums to 1), "
+                "or all zeros for a step with no policy target"
+            )
         if isinstance(self.length, bool) or not isinstance(self.length, (int, np.integer)):
             raise ValueError(f"segment.length: expected an int, got {type(self.length).__name__}")
         if not 1 <= self.length <= steps:

@@ -241,7 +241,8 @@ def unroll_targets(
     reward_real = (k - 1) < left
     reward_targets = np.where(reward_real, reward_targets, 0.0).astype(np.float32)
     reward_mask = (reward_real | terminated[:, None]) & (k >= 1)
-    policy_mask = np.broadcast_to(k < left, (batch, num_positions)).copy()
+    # A step searched too briefly to teach the policy (playout cap randomisation) stores zeros.
+    policy_mask = (k < left) & (policies.sum(axis=2) > 0)
     return UnrollTargets(
         actions=actions,
         values=values,

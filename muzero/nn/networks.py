@@ -1,7 +1,8 @@
 """MuZero's three functions: representation h, dynamics g, prediction f.
 
-Two bodies share one interface: an MLP for flat observations (classic control)
-and a ResNet for image-like planes (board games, Atari). Hidden states are
+Three bodies share one interface: an MLP for flat observations (classic control),
+a ResNet for image-like planes (board games, Atari) and, in ``board.py``, a fully
+convolutional KataGo-style network for Go-like boards. Hidden states are
 min-max scaled to [0, 1] per example (MuZero, Appendix G), which keeps the
 dynamics' input on the same scale as the representation's output however far
 the model is unrolled.
@@ -189,4 +190,8 @@ def build_network(config: NetworkConfig, observation_shape: tuple[int, ...], num
         return MLPNetwork(config, tuple(observation_shape), num_actions)
     if config.kind == "resnet":
         return ResNetNetwork(config, tuple(observation_shape), num_actions)
+    if config.kind == "board":
+        from muzero.nn.board import BoardNetwork  # it builds on this module's blocks
+
+        return BoardNetwork(config, tuple(observation_shape), num_actions)
     raise ValueError(f"network.kind: unknown body {config.kind!r}")

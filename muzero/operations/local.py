@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from muzero.acting.evaluation import evaluate_board, evaluate_returns
-from muzero.acting.selfplay import SelfPlay
+from muzero.acting.selfplay import EpisodeStats, SelfPlay
 from muzero.config import ExperimentConfig
 from muzero.envs.vector import make_vector_env
 from muzero.learning.batch import batch_from_sample
@@ -44,6 +44,27 @@ class TrainResult:
     curve: list[CurvePoint]
     interrupted: bool
     reached_target_at: CurvePoint | None
+
+
+@dataclass
+class ResignTally:
+    """Self-play's resignations over a run (``search.resign``)."""
+
+    resignations: int = 0
+    checks: int = 0
+    wrong: int = 0
+
+    def add(self, stats: EpisodeStats) -> None:
+        self.resignations += stats.resignations
+        self.checks += stats.resign_checks
+        self.wrong += stats.resign_wrong
+
+    def summary(self, games: int) -> str:
+        rate = f"{self.wrong / self.checks:.1%}" if self.checks else "none checked yet"
+        return (
+            f"resignations: {self.resignations:,} of {games:,} games; would-be resignations in games "
+            f"played out: {self.checks:,}, wrong: {self.wrong:,} ({rate})"
+        )
 
 
 def evaluate_point(config: ExperimentConfig, selfplay: SelfPlay, network, seed: int) -> tuple[float, float]:
@@ -106,6 +127,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
     interrupted = False
     start = time.monotonic()
     last_eval_return = None
+    resigns = ResignTally()
 
     def save() -> None:
         checkpoints.save_learner(learner)
@@ -125,6 +147,8 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
         )
         curve.add(point)
         progress.log(f"eval at {point.env_steps:,} env steps ({point.wall_s:.0f} s): {mean:.2f} ± {std:.2f}")
+        if config.search.resign:
+            progress.log(resigns.summary(episodes))
         return point
 
     with progress:
@@ -139,6 +163,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                     replay.insert(segment)
                 episodes += len(stats.returns)
                 recent_returns.extend(stats.returns)
+                resigns.add(stats)
 
                 if replay.num_transitions >= config.replay.min_size:
                     trained_before = learner.step
@@ -187,6 +212,8 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
             interrupted = True
             progress.log("interrupted: writing a last checkpoint")
         save()
+        if config.search.resign:
+            progress.log(resigns.summary(episodes))
         if not curve.points or curve.points[-1].env_steps != selfplay.env_steps:
             if not interrupted and training.eval_interval:
                 evaluate()

@@ -74,6 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         registry=registry,
         buckets=(-1, 0, 1, 10, 50, 100, 200, 300, 400, 500, 1000),
     )
+    resignations = Counter(
+        "muzero_actor_resignations_total", "Self-play games ended by a resignation", registry=registry
+    )
+    resign_checks = Counter(
+        "muzero_actor_resign_checks_total",
+        "Would-be resignations in games played out without resigning (search.no_resign_fraction)",
+        registry=registry,
+    )
+    false_resignations = Counter(
+        "muzero_actor_false_resignations_total",
+        "Of those, the ones where the player who would have resigned did not lose",
+        registry=registry,
+    )
     version_gauge = Gauge("muzero_actor_model_version", "Version of the weights playing now", registry=registry)
     lag = Gauge("muzero_actor_version_lag", "Newest announced version minus the version playing", registry=registry)
     inflight = Gauge("muzero_actor_inflight_segments", "Segments not yet acknowledged by replay", registry=registry)
@@ -141,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             episodes.inc(len(stats.returns))
             for value in stats.returns:
                 returns.observe(value)
+            resignations.inc(stats.resignations)
+            resign_checks.inc(stats.resign_checks)
+            false_resignations.inc(stats.resign_wrong)
             lag.set(max(follower.announced - selfplay.model_version, 0))
             inflight.set(writer.inflight)
             send(segments)

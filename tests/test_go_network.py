@@ -1,0 +1,141 @@
+"""The board network (fully convolutional, global pooling) and D4 augmentation, checked
+against the Go rules: a symmetry of the board must commute with playing the game."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from muzero.config import NetworkConfig
+from muzero.envs.go import GoRules
+from muzero.learning.augment import NUM_TRANSFORMS, augment_d4, check_d4, point_targets, transform_planes
+from muzero.learning.batch import Batch
+from muzero.nn.networks import build_network
+
+CONFIG = NetworkConfig(kind="board", channels=16, num_blocks=2, head_hidden_size=8, value_support=1, reward_support=1)
+
+
+def random_game(rules: GoRules, moves: int, rng: np.random.Generator) -> tuple[np.ndarray, list[int]]:
+    """A state after up to ``moves`` random legal moves (no passes), and the moves."""
+    state = rules.initial_states(1)
+    played = []
+    for _ in range(moves):
+        legal = rules.legal_mask(state)[0]
+        legal[rules.size * rules.size] = False
+        if not legal.any():
+            break
+        action = int(rng.choice(np.flatnonzero(legal)))
+        state, _, done = rules.step(state, np.array([action]))
+        played.append(action)
+        if done[0]:
+            break
+    return state, played
+
+
+def test_one_network_runs_on_every_board_size():
+    torch.manual_seed(0)
+    small = build_network(CONFIG, (12, 7, 7), 50).eval()
+    large = build_network(CONFIG, (12, 9, 9), 82).eval()
+    large.load_state_dict(small.state_dict())  # no weight depends on the size
+    with torch.no_grad():
+        for net, size in ((small, 7), (large, 9)):
+            out = net.initial_inference(torch.randn(3, 12, size, size))
+            assert out.policy_logits.shape == (3, size * size + 1)
+            assert out.value_logits.shape == (3, 3)
+            step = net.recurrent_inference(out.hidden, torch.tensor([0, size * size, 5]))
+            assert step.hidden.shape == out.hidden.shape
+            assert step.reward_logits.shape == (3, 3)
+
+
+def test_far_corners_see_each_other_through_global_pooling():
+    # Five 3x3 convolutions reach 5 points; corner to corner on 9x9 is 8. Only pooling links them.
+    torch.manual_seed(0)
+    net = build_network(CONFIG, (12, 9, 9), 82).eval()
+    x = torch.zeros(1, 12, 9, 9)
+    y = x.clone()
+    y[0, 0, 0, 0] = 1.0
+    with torch.no_grad():
+        far = [net.initial_inference(v).policy_logits[0, 80].item() for v in (x, y)]
+    assert far[0] != far[1]
+
+
+def test_board_network_refuses_actions_that_are_not_points():
+    with pytest.raises(ValueError, match="one action per point"):
+        build_network(CONFIG, (3, 6, 7), 7)  # connect four's columns
+
+
+@pytest.mark.parametrize("transform", range(NUM_TRANSFORMS))
+def test_symmetry_commutes_with_the_rules(transform):
+    """Play a game, and the same game with every move moved by the symmetry: the second
+    game's planes are the first's moved by it, captures and ko included."""
+    rules = GoRules(7)
+    rng = np.random.default_rng(transform)
+    targets = point_targets(7)[transform]
+    for _ in range(5):
+        state, played = random_game(rules, 60, rng)
+        mirrored = rules.initial_states(1)
+        for action in played:
+            mirrored, _, _ = rules.step(mirrored, np.array([targets[action]]))
+        expected = transform_planes(rules.observe(state)[0], transform)
+        np.testing.assert_array_equal(rules.observe(mirrored)[0], expected)
+        legal, mirrored_legal = rules.legal_mask(state)[0], rules.legal_mask(mirrored)[0]
+        np.testing.assert_array_equal(mirrored_legal[targets], legal[:49])
+        assert mirrored_legal[49] == legal[49]
+
+
+def make_batch(rules: GoRules, rng: np.random.Generator, size: int = 16) -> Batch:
+    observations, actions, policies = [], [], []
+    for _ in range(size):
+        state, played = random_game(rules, int(rng.integers(5, 30)), rng)
+        observations.append(rules.observe(state)[0])
+        moves = [int(rng.integers(0, 49)), 49, int(rng.integers(0, 49))]  # a pass in the middle
+        actions.append(moves)
+        policy = rng.random((4, 50)).astype(np.float32)
+        policies.append(policy / policy.sum(axis=1, keepdims=True))
+    k = 3
+    return Batch(
+        observations=np.stack(observations),
+        actions=np.array(actions, dtype=np.int64),
+        target_values=rng.random((size, k + 1)).astype(np.float32),
+        target_rewards=np.zeros((size, k + 1), dtype=np.float32),
+        target_policies=np.stack(policies),
+        value_mask=np.ones((size, k + 1), dtype=bool),
+        reward_mask=np.ones((size, k + 1), dtype=bool),
+        policy_mask=np.ones((size, k + 1), dtype=bool),
+        weights=np.ones(size, dtype=np.float32),
+    )
+
+
+def test_augment_moves_planes_actions_and_policies_together():
+    rules = GoRules(7)
+    rng = np.random.default_rng(1)
+    batch = make_batch(rules, rng, size=64)
+    out = augment_d4(batch, np.random.default_rng(2))
+    seen = set()
+    for b in range(batch.size):
+        # Find the symmetry from the planes, then every other field must follow it.
+        matches = [
+            t
+            for t in range(NUM_TRANSFORMS)
+            if np.array_equal(transform_planes(batch.observations[b], t), out.observations[b])
+        ]
+        assert matches, f"example {b}: the planes are not a symmetry of the original"
+        t = matches[0]
+        seen.add(t)
+        targets = point_targets(7)[t]
+        for step, action in enumerate(batch.actions[b]):
+            assert out.actions[b, step] == (49 if action == 49 else targets[action])
+        for step in range(4):
+            np.testing.assert_allclose(out.target_policies[b, step, targets], batch.target_policies[b, step, :49])
+            assert out.target_policies[b, step, 49] == batch.target_policies[b, step, 49]
+    assert len(seen) >= 6  # 64 draws of 8: all but a rare one or two appear
+    np.testing.assert_array_equal(out.target_values, batch.target_values)
+    np.testing.assert_array_equal(batch.observations, make_batch(rules, np.random.default_rng(1), 64).observations)
+
+
+def test_d4_refuses_boards_without_the_symmetry():
+    with pytest.raises(ValueError, match="square board"):
+        check_d4((3, 6, 7), 7)
+    with pytest.raises(ValueError, match="one action per point"):
+        check_d4((12, 7, 7), 7)
