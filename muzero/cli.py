@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes (games for board games)")
     evaluate.add_argument(
         "--opponents",
-        help="board games: comma-separated opponents (default: all the game "
+        help="board games: comma-separated opponents, uct:N for UCT with N playouts (default: all the game "
         "has, e.g. minimax,uct,random for tic-tac-toe, uct,random for connect4)",
     )
     evaluate.add_argument("--simulations", type=int, help="override search.num_simulations")

@@ -341,6 +341,41 @@ class ReanalyzeConfig:
 
 
 @dataclass(frozen=True)
+class WarmStartConfig:
+    """Local mode, Go: games of an existing engine, imitated before self-play begins
+    (policy: its moves; value: its results), the way strong open-source Go programs
+    bootstrapped. Everything happens inside the run (muzero/operations/warm_start.py)."""
+
+    games: int = 0
+    """Games of GNU Go playing itself to generate into the run folder (warm_start/*.sgf);
+    0: none. Needs GNU Go (apt-get install gnugo)."""
+    level: int = 10
+    """GNU Go's level (0-10) for those games."""
+    random_opening_moves: int = 6
+    """Each generated game opens with 0 to this many random moves (uniform), so that games
+    differ; they are marked in the SGF and are not imitated."""
+    processes: int = 2
+    """GNU Go processes generating games at once."""
+    sgf_dir: str = ""
+    """Also (or instead) imitate every *.sgf game in this folder (plain games from an empty
+    board, e.g. professional or engine games of env.id's board size)."""
+    train_steps: int = 0
+    """Learner steps on those games before self-play starts (the games then stay in replay
+    until evicted, like self-play data)."""
+
+    def validate(self) -> None:
+        _require(self.games >= 0, "warm_start.games", "must be >= 0")
+        _require(0 <= self.level <= 10, "warm_start.level", "must be in [0, 10] (GNU Go's levels)")
+        _require(self.random_opening_moves >= 0, "warm_start.random_opening_moves", "must be >= 0")
+        _require(self.processes >= 1, "warm_start.processes", "must be >= 1")
+        _require(self.train_steps >= 0, "warm_start.train_steps", "must be >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.games or self.sgf_dir)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -349,10 +384,12 @@ class ExperimentConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     reanalyze: ReanalyzeConfig = field(default_factory=ReanalyzeConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
 
     def validate(self) -> None:
         _require(bool(self.name), "name", "must not be empty")
-        for section in (self.env, self.network, self.search, self.training, self.replay, self.reanalyze):
+        sections = (self.env, self.network, self.search, self.training, self.replay, self.reanalyze, self.warm_start)
+        for section in sections:
             section.validate()
 
     def to_dict(self) -> dict[str, Any]:

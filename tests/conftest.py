@@ -38,6 +38,7 @@ def go5_checkpoint(tmp_path_factory):
         "training.train_ratio=1.0",
         "training.batch_size=16",
         "search.num_simulations=2",
+        "search.fast_simulations=1",
     ]
     command = [sys.executable, "-m", "muzero.cli", "train", "go7", "--run-dir", str(run_dir)]
     for setting in settings:

@@ -116,21 +116,17 @@ def evaluate_board(
 ) -> dict[str, dict[str, int]]:
     """Win/draw/loss of the agent against each opponent; half the games as first player.
 
-    ``opponents`` are names from the spec of ``config.env.id`` (None: all of them);
-    an unknown name is a ValueError listing the game's opponents, raised before any game.
+    ``opponents`` are names from the spec of ``config.env.id`` (None: all of them), or
+    ``uct:N``; an unknown name is a ValueError listing the game's opponents, raised
+    before any game.
     """
     spec = get_game(config.env.id)
     opponents = tuple(spec.opponents) if opponents is None else tuple(opponents)
-    unknown = [name for name in opponents if name not in spec.opponents]
-    if unknown:
-        raise ValueError(
-            f"unknown opponent {unknown[0]!r} for {spec.id} (its opponents: {', '.join(sorted(spec.opponents))})"
-        )
+    players = {name: spec.opponent(name, game) for name in opponents}  # a bad name fails before any game
     rng = np.random.default_rng(seed)
     agent = SearchPlayer(config, game, network, batch_size=max(1, games), device=device)
     report = {}
-    for name in opponents:
-        opponent = spec.opponent(name, game)
+    for name, opponent in players.items():
         first = play_match(game, agent, opponent, games - games // 2, rng, a_first=True)
         second = play_match(game, agent, opponent, games // 2, rng, a_first=False)
         report[name] = {key: int(first[key] + second[key]) for key in ("wins", "draws", "losses")}

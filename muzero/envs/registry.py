@@ -106,12 +106,19 @@ class GameSpec:
         raise ValueError(f"{self.id} has no move named {text!r} (moves: {summarize(self.names)})")
 
     def opponent(self, name: str, game: BoardGame | None = None) -> Player:
-        """The opponent called ``name`` playing ``game`` (default: fresh rules)."""
+        """The opponent called ``name`` playing ``game`` (default: fresh rules). Besides the
+        game's own names, ``uct:N`` is plain UCT with N random playouts per move."""
+        game = self.make() if game is None else game
+        if name.startswith("uct:"):
+            count = name.removeprefix("uct:")
+            if not count.isdigit() or int(count) < 1:
+                raise ValueError(f"opponent {name!r}: uct:N needs N >= 1 random playouts per move, e.g. uct:1000")
+            return UCTPlayer(game, num_simulations=int(count))
         if name not in self.opponents:
             raise ValueError(
                 f"unknown opponent {name!r} for {self.id} (its opponents: {', '.join(sorted(self.opponents))})"
             )
-        return self.opponents[name](self.make() if game is None else game)
+        return self.opponents[name](game)
 
 
 def summarize(names: Sequence[str], limit: int = 24) -> str:

@@ -153,6 +153,12 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
 
     with progress:
         progress.log(support_fit.summary())
+        if config.warm_start.enabled:
+            from muzero.operations.warm_start import warm_start  # Go only: GTP, SGF
+
+            warm_start(config, run_dir, learner, replay, rng, progress)
+            selfplay.set_weights(network.state_dict(), version=learner.step)
+            save()
         try:
             while selfplay.env_steps < training.max_env_steps:
                 if training.max_wall_s and time.monotonic() - start > training.max_wall_s:
