@@ -79,7 +79,8 @@ def record_from_sgf(data: bytes) -> GoRecord:
         raise ValueError("set-up stones (AB/AW/AE) are not supported: the game must start from an empty board")
     if root.has_property("HA") and int(root.get("HA") or 0) > 1:
         raise ValueError(f"handicap games are not supported (HA[{root.get('HA')}])")
-    moves, random_moves = [], set()
+    moves: list[int] = []
+    random_moves: set[int] = set()
     for node in game.get_main_sequence()[1:]:
         color, point = node.get_move()
         if color is None:
