@@ -1,7 +1,7 @@
 """A checkpoint against GNU Go over GTP: wins, losses, a 95% Wilson interval, every game as SGF.
 
     python benchmarks/go.py CHECKPOINT [--games 100] [--level 1] [--simulations 400]
-                            [--komi 7.5] [--sgf-dir DIR] [--train-wall-s S]
+                            [--komi 7.5] [--sgf-dir DIR] [--train-wall-s S] [--parallel P]
 
 GNU Go runs as ``gnugo --mode gtp --chinese-rules --capture-all-dead
 --positional-superko --level L`` (Debian's ``apt-get install gnugo``); our side is
@@ -11,7 +11,8 @@ process through the same command handler. Colours alternate game by game, komi
 finished game is scored by our Tromp-Taylor count, which decides it, and by
 GNU Go's ``final_score``; the two disagree only where dead stones were left on
 the board (GNU Go judges them, Tromp-Taylor counts them), and the disagreements
-are reported. Every game is written as SGF (sgfmill).
+are reported. Every game is written as SGF (sgfmill). ``--parallel P`` plays P games
+at a time, each in its own process with its own engine and GNU Go.
 
 Progress goes to stderr; the last line of stdout is one JSON object:
 ``{"board": 9, "opponent": "gnugo-1", "games": ..., "wins": ..., "losses": ...,
@@ -30,9 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sgfmill import sgf
-
 from muzero.envs.go import GoRules, parse_vertex
+from muzero.envs.go.sgf import GoRecord, record_to_sgf
 from muzero.transport.gtp_client import GtpClient, gnugo_command
 from muzero.transport.gtp_engine import GtpEngine
 
@@ -116,50 +116,30 @@ def play_game(ours: Any, gnugo: GtpClient, size: int, komi: float, our_color: st
 
 
 def write_sgf(record: GameRecord, size: int, komi: float, path: Path, gnugo_name: str) -> None:
-    game = sgf.Sgf_game(size=size)
-    root = game.get_root()
-    root.set("KM", komi)
-    root.set("RU", "Tromp-Taylor")
-    root.set("RE", record.result)
     names = {record.our_color: "muzero", ("white" if record.our_color == "black" else "black"): gnugo_name}
-    root.set("PB", names["black"])
-    root.set("PW", names["white"])
-    root.set("GC", f"game {record.number}; ended by {record.ended_by}; GNU Go's count {record.gnugo_score}")
-    for color, vertex in record.moves:
-        node = game.extend_main_sequence()
-        action = parse_vertex(vertex, size)
-        move = None if action == size * size else divmod(action, size)
-        node.set_move(color[0], move)
-    path.write_bytes(game.serialise())
+    game = GoRecord(
+        size=size,
+        komi=komi,
+        moves=tuple(parse_vertex(vertex, size) for _, vertex in record.moves),
+        result=record.result,
+        black=names["black"],
+        white=names["white"],
+        comment=f"game {record.number}; ended by {record.ended_by}; GNU Go's count {record.gnugo_score}",
+    )
+    path.write_bytes(record_to_sgf(game))
 
 
-def play_match(
-    engine: GtpEngine,
-    games: int,
-    size: int,
-    komi: float,
-    level: int,
-    sgf_dir: Path | None = None,
-) -> dict[str, Any]:
-    """``games`` games against GNU Go at ``level``, colours alternating (ours Black first)."""
-    ours = EngineSide(engine)
-    records: list[GameRecord] = []
-    name = f"GNU Go level {level}"
-    if sgf_dir is not None:
-        sgf_dir.mkdir(parents=True, exist_ok=True)
-    with GtpClient(gnugo_command(size, level=level, komi=komi, positional_superko=True)) as gnugo:
-        for number in range(games):
-            began = time.perf_counter()
-            record = play_game(ours, gnugo, size, komi, COLORS[number % 2], number)
-            records.append(record)
-            if sgf_dir is not None:
-                write_sgf(record, size, komi, sgf_dir / f"game_{number:04d}.sgf", name)
-            wins = sum(r.we_won for r in records)
-            log(
-                f"game {number + 1}/{games}: muzero {record.our_color} {'won' if record.we_won else 'lost'} "
-                f"{record.result} ({record.ended_by}, {len(record.moves)} moves, GNU Go counts {record.gnugo_score}, "
-                f"{time.perf_counter() - began:.1f} s); {wins}/{len(records)} won"
-            )
+def log_game(record: GameRecord, records: list[GameRecord], games: int, seconds: float) -> None:
+    wins = sum(r.we_won for r in records)
+    log(
+        f"game {record.number + 1}/{games}: muzero {record.our_color} {'won' if record.we_won else 'lost'} "
+        f"{record.result} ({record.ended_by}, {len(record.moves)} moves, GNU Go counts {record.gnugo_score}, "
+        f"{seconds:.1f} s); {wins}/{len(records)} won"
+    )
+
+
+def summarize(records: list[GameRecord], size: int, level: int) -> dict[str, Any]:
+    games = len(records)
     wins = sum(r.we_won for r in records)
     scored = [r for r in records if r.ended_by != "resignation"]
     return {
@@ -177,6 +157,81 @@ def play_match(
     }
 
 
+def play_match(
+    engine: GtpEngine,
+    games: int,
+    size: int,
+    komi: float,
+    level: int,
+    sgf_dir: Path | None = None,
+) -> dict[str, Any]:
+    """``games`` games against GNU Go at ``level``, colours alternating (ours Black first)."""
+    ours = EngineSide(engine)
+    records: list[GameRecord] = []
+    if sgf_dir is not None:
+        sgf_dir.mkdir(parents=True, exist_ok=True)
+    with GtpClient(gnugo_command(size, level=level, komi=komi, positional_superko=True)) as gnugo:
+        for number in range(games):
+            began = time.perf_counter()
+            record = play_game(ours, gnugo, size, komi, COLORS[number % 2], number)
+            records.append(record)
+            if sgf_dir is not None:
+                write_sgf(record, size, komi, sgf_dir / f"game_{number:04d}.sgf", f"GNU Go level {level}")
+            log_game(record, records, games, time.perf_counter() - began)
+    return summarize(records, size, level)
+
+
+# --- games in parallel: one engine and one GNU Go per worker process ---------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(checkpoint: str, simulations: int, komi: float, level: int) -> None:
+    engine, size = build_engine(checkpoint, simulations, komi)
+    gnugo = GtpClient(gnugo_command(size, level=level, komi=komi, positional_superko=True))
+    _worker.update(engine=EngineSide(engine), gnugo=gnugo, size=size, komi=komi)
+
+
+def _play_one(number: int) -> GameRecord:
+    w = _worker
+    return play_game(w["engine"], w["gnugo"], w["size"], w["komi"], COLORS[number % 2], number)
+
+
+def play_match_parallel(
+    checkpoint: str, simulations: int, games: int, size: int, komi: float, level: int, sgf_dir: Path, workers: int
+) -> dict[str, Any]:
+    """As :func:`play_match`, ``workers`` games at a time, each worker process with its own
+    engine (one torch thread) and its own GNU Go; the games come back as plain records."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    sgf_dir.mkdir(parents=True, exist_ok=True)
+    records: list[GameRecord] = []
+    began = time.perf_counter()
+    with ProcessPoolExecutor(
+        workers, initializer=_start_worker, initargs=(checkpoint, simulations, komi, level)
+    ) as pool:
+        for record in pool.map(_play_one, range(games)):
+            records.append(record)
+            write_sgf(record, size, komi, sgf_dir / f"game_{record.number:04d}.sgf", f"GNU Go level {level}")
+            log_game(record, records, games, (time.perf_counter() - began) / len(records))
+    return summarize(records, size, level)
+
+
+def build_engine(checkpoint: str, simulations: int, komi: float) -> tuple[GtpEngine, int]:
+    import torch
+
+    from muzero.acting.analysis import NetworkGoSearcher
+    from muzero.cli import _load_network
+
+    torch.set_num_threads(1)  # one position at a time, sharing the cores with GNU Go
+    config, network, _, env = _load_network(checkpoint)
+    if not isinstance(env.game, GoRules):
+        raise SystemExit(f"{checkpoint} is not a Go checkpoint ({config.env.id})")
+    size = env.game.size
+    searcher = NetworkGoSearcher(network, size, model=config.search.model, tree_simulations=simulations)
+    return GtpEngine(searcher, size, komi, simulations=simulations), size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a Go checkpoint (file, run folder or checkpoints/latest)")
@@ -186,23 +241,24 @@ def main() -> None:
     parser.add_argument("--komi", type=float, default=7.5)
     parser.add_argument("--sgf-dir", type=Path, help="where to write the games (default: next to the checkpoint)")
     parser.add_argument("--train-wall-s", type=float, help="the checkpoint's training time, for the record")
+    parser.add_argument("--parallel", type=int, default=1, help="games played at once, one process each (default 1)")
     args = parser.parse_args()
 
-    import torch
-
-    from muzero.acting.analysis import NetworkGoSearcher
     from muzero.cli import _load_network
 
-    torch.set_num_threads(1)  # one position at a time, sharing the cores with GNU Go
-    config, network, checkpoint, env = _load_network(args.checkpoint)
+    config, _, checkpoint, env = _load_network(args.checkpoint)
     if not isinstance(env.game, GoRules):
         raise SystemExit(f"{args.checkpoint} is not a Go checkpoint ({config.env.id})")
     size = env.game.size
-    searcher = NetworkGoSearcher(network, size, model=config.search.model, tree_simulations=args.simulations)
-    engine = GtpEngine(searcher, size, args.komi, simulations=args.simulations)
     sgf_dir = args.sgf_dir or Path(args.checkpoint).resolve().parent / f"games-gnugo-{args.level}"
     began = time.perf_counter()
-    summary = play_match(engine, args.games, size, args.komi, args.level, sgf_dir)
+    if args.parallel > 1:
+        summary = play_match_parallel(
+            args.checkpoint, args.simulations, args.games, size, args.komi, args.level, sgf_dir, args.parallel
+        )
+    else:
+        engine, _ = build_engine(args.checkpoint, args.simulations, args.komi)
+        summary = play_match(engine, args.games, size, args.komi, args.level, sgf_dir)
     summary["train_wall_s"] = args.train_wall_s
     summary["simulations"] = args.simulations
     summary["checkpoint_step"] = checkpoint.step

@@ -84,6 +84,12 @@ class NetworkConfig:
     set, and a run whose supports are too narrow stops at start naming the key to raise."""
     support_probe_steps: int = 1000
     """Env steps (over all env.num_envs envs) of that random rollout; 0 skips it, and the check."""
+    ownership_head: bool = False
+    """kind = 'board': also predict, at the root, who will own each point when the game ends
+    (KataGo's ownership target, trained where the episode's end is known; Go)."""
+    score_head: bool = False
+    """kind = 'board': also predict the final area margin of the player to move, over the
+    board's points (KataGo's score target, from the same final ownership)."""
 
     def validate(self) -> None:
         _require(self.kind in ("mlp", "resnet", "board"), "network.kind", "must be 'mlp', 'resnet' or 'board'")
@@ -99,6 +105,8 @@ class NetworkConfig:
             _require(getattr(self, key) >= 1, f"network.{key}", "must be >= 1")
         _require(self.supports in ("auto", "fixed"), "network.supports", "must be 'auto' or 'fixed'")
         _require(self.support_probe_steps >= 0, "network.support_probe_steps", "must be >= 0")
+        for key in ("ownership_head", "score_head"):
+            _require(not getattr(self, key) or self.kind == "board", f"network.{key}", "needs network.kind = 'board'")
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,11 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     max_grad_norm: float = 5.0
     value_loss_weight: float = 0.25
+    ownership_loss_weight: float = 1.5
+    """With network.ownership_head: weight of the ownership loss, a cross-entropy per point
+    averaged over the board (KataGo's 1.5 / points, summed)."""
+    score_loss_weight: float = 0.5
+    """With network.score_head: weight of the squared error of the final margin over points."""
     bootstrap: Literal["stored", "target_network"] = "target_network"
     """What n-step value targets bootstrap from: the root values stored at play time, or
     the stored observations re-evaluated by a target network (fresher, costs a forward pass)."""
@@ -236,6 +249,8 @@ class TrainingConfig:
         _require(self.td_steps >= 1, "training.td_steps", "must be >= 1")
         _require(0 < self.discount <= 1, "training.discount", "must be in (0, 1]")
         _require(self.learning_rate > 0, "training.learning_rate", "must be > 0")
+        _require(self.ownership_loss_weight >= 0, "training.ownership_loss_weight", "must be >= 0")
+        _require(self.score_loss_weight >= 0, "training.score_loss_weight", "must be >= 0")
         _require(self.lr_warmup_steps >= 0, "training.lr_warmup_steps", "must be >= 0")
         _require(self.weight_decay >= 0, "training.weight_decay", "must be >= 0")
         _require(self.max_grad_norm > 0, "training.max_grad_norm", "must be > 0")

@@ -3,6 +3,8 @@ against the Go rules: a symmetry of the board must commute with playing the game
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +141,92 @@ def test_d4_refuses_boards_without_the_symmetry():
         check_d4((3, 6, 7), 7)
     with pytest.raises(ValueError, match="one action per point"):
         check_d4((12, 7, 7), 7)
+
+
+def test_ownership_sums_to_the_area_count():
+    rules = GoRules(7)
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        state, _ = random_game(rules, int(rng.integers(1, 90)), rng)
+        ownership = rules.ownership(state)
+        assert set(np.unique(ownership)) <= {-1.0, 0.0, 1.0}
+        assert ownership.sum() == rules.area_difference(state)[0]
+        boards = rules.boards(state)[0].reshape(-1)
+        np.testing.assert_array_equal(ownership[0][boards == 1], 1.0)  # a stone is its colour's
+        np.testing.assert_array_equal(ownership[0][boards == 2], -1.0)
+
+
+def test_augment_moves_the_ownership_target_with_the_board():
+    rules = GoRules(7)
+    rng = np.random.default_rng(4)
+    batch = make_batch(rules, rng, size=32)
+    ownership = rng.integers(-1, 2, (32, 49)).astype(np.float32)
+    batch = replace(batch, target_ownership=ownership, ownership_mask=np.ones(32, dtype=bool))
+    out = augment_d4(batch, np.random.default_rng(5))
+    for b in range(32):
+        t = next(
+            t
+            for t in range(NUM_TRANSFORMS)
+            if np.array_equal(transform_planes(batch.observations[b], t), out.observations[b])
+        )
+        expected = transform_planes(ownership[b].reshape(7, 7), t).reshape(-1)
+        np.testing.assert_array_equal(out.target_ownership[b], expected)
+
+
+def test_ownership_and_score_heads_learn_their_targets():
+    """With the switches on, a few steps on a fixed batch move both predictions toward the
+    targets; the targets are those of the mover (the sign flips for White)."""
+    from muzero import config as config_module
+    from muzero.learning.learner import Learner
+
+    config = config_module.load(
+        "go7",
+        [
+            "env.id=go5",
+            "network.ownership_head=true",
+            "network.score_head=true",
+            "training.learning_rate=3e-3",
+            "training.augment=none",
+        ],
+    )
+    torch.manual_seed(0)
+    learner = Learner(config, (12, 5, 5), 26)
+    rules = GoRules(5)
+    rng = np.random.default_rng(6)
+    states = [random_game(rules, int(rng.integers(10, 40)), rng)[0] for _ in range(32)]
+    observations = np.concatenate([rules.observe(s) for s in states])
+    movers = np.array([int(rules.to_play(s)[0]) for s in states])
+    final = np.concatenate([rules.ownership(s) for s in states])  # stand-ins for final boards
+    target = np.where(movers[:, None] == 0, final, -final).astype(np.float32)
+    batch = Batch(
+        observations=observations,
+        actions=np.zeros((32, 1), dtype=np.int64),
+        target_values=np.zeros((32, 2), dtype=np.float32),
+        target_rewards=np.zeros((32, 2), dtype=np.float32),
+        target_policies=np.full((32, 2, 26), 1 / 26, dtype=np.float32),
+        value_mask=np.ones((32, 2), dtype=bool),
+        reward_mask=np.zeros((32, 2), dtype=bool),
+        policy_mask=np.ones((32, 2), dtype=bool),
+        weights=np.ones(32, dtype=np.float32),
+        target_ownership=target,
+        ownership_mask=np.ones(32, dtype=bool),
+    )
+    first = learner.train(batch)
+    assert "ownership" in first and "score" in first
+    for _ in range(60):
+        last = learner.train(batch)
+    assert last["ownership"] < 0.7 * first["ownership"]
+    assert last["score"] < 0.5 * first["score"]
+    network = learner.network.eval()
+    with torch.no_grad():
+        out = network.auxiliary(network.initial_inference(torch.from_numpy(observations)).hidden)
+    agree = (np.sign(out["ownership"].numpy()) == target)[target != 0].mean()
+    assert agree > 0.8
+
+
+def test_auxiliary_heads_need_the_board_network():
+    from muzero import config as config_module
+    from muzero.config import ConfigError
+
+    with pytest.raises(ConfigError, match="network.ownership_head"):
+        config_module.load("tictactoe", ["network.ownership_head=true"])

@@ -108,6 +108,9 @@ def test_examples_have_the_targets_of_the_stored_segment(store):
             if not segment.terminated
             else segment
         )
+        if segment.terminated and rng.integers(2):  # who owns each point at the end (Go)
+            ownership = rng.integers(-1, 2, FRAME_SHAPE[0] * FRAME_SHAPE[1]).astype(np.float32)
+            segment = replace(segment, final_ownership=ownership)
         segments[segment.segment_id] = segment
         store.insert(segment)
     sampled = store.sample(64, np.random.default_rng(2))
@@ -117,6 +120,9 @@ def test_examples_have_the_targets_of_the_stored_segment(store):
     np.testing.assert_array_equal(got.observations, want.observations)
     for name in ("target_values", "target_rewards", "target_policies", "value_mask", "reward_mask", "policy_mask"):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), err_msg=name)
+    assert want.ownership_mask is not None and want.ownership_mask.any() and not want.ownership_mask.all()
+    np.testing.assert_array_equal(got.ownership_mask, want.ownership_mask)
+    np.testing.assert_array_equal(got.target_ownership, want.target_ownership)
     played = want.policy_mask[:, 1:].copy()
     np.testing.assert_array_equal(got.actions[played[:, :UNROLL]], want.actions[played[:, :UNROLL]])
     # Reading only the stacked frames gives the same examples.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -357,3 +358,42 @@ def test_writer_bounds_unacknowledged_segments():
     with pytest.raises(TimeoutError, match="3 segments still unacknowledged"):
         writer.append(segment_for(spec, rng, steps=3), timeout_s=0.2)
     assert writer.close(timeout_s=0.1) == 3
+
+
+def test_final_ownership_travels_from_actor_to_learner(redis_shards):
+    """Go's ownership target: in the segment an actor sends, through Redis, into the batch."""
+    config = config_module.load(
+        "go7",
+        [
+            f"name=own-{uuid.uuid4().hex[:8]}",
+            "env.id=go5",
+            "training.unroll_steps=1",
+            "training.td_steps=3",
+            "training.augment=none",
+            "replay.min_size=1",
+            *redis_overrides([s.url for s in redis_shards[:2]]),
+        ],
+    )
+    running = RunningReplay(config)
+    try:
+        rng = np.random.default_rng(0)
+        segments = {}
+        writer = SegmentWriter(running.target, config.name, max_inflight=4)
+        for i in range(6):
+            segment = random_segment(rng, num_actions=26, frame_shape=(12, 5, 5), frame_stack=1, steps=8)
+            if i % 2 == 0:
+                ownership = rng.integers(-1, 2, 25).astype(np.float32)
+                segment = dataclasses.replace(segment, final_ownership=ownership)
+            segments[segment.segment_id] = segment
+            writer.append(segment, timeout_s=30)
+        assert writer.flush(timeout_s=30) and writer.close() == 0
+        with ReplayClient(running.target) as client:
+            (batch,) = client.sample(batch_size=32)
+        originals = [segments[str(i)] for i in batch.keys.segment_ids]
+        want = make_batch(originals, batch.keys.positions, 1, 3, config.training.discount, 1, rng)
+        assert want.ownership_mask.any() and not want.ownership_mask.all()
+        np.testing.assert_array_equal(batch.ownership_mask, want.ownership_mask)
+        np.testing.assert_array_equal(batch.target_ownership, want.target_ownership)
+    finally:
+        running.stop()
+        running.store.clear()

@@ -104,3 +104,44 @@ def test_games_played_out_report_wrong_resignations():
 def test_resignation_needs_the_true_rules():
     with pytest.raises(ValueError, match="search.model = 'simulator'"):
         make_selfplay("tictactoe-learned", "search.resign=true")
+
+
+def test_games_ended_by_the_rules_carry_their_final_ownership():
+    env = make_vector_env("go5", 2, 0)
+    env.step(np.array([12, 12]))
+    env.step(np.array([25, 25]))  # White passes
+    step = env.step(np.array([25, 0]), resign=np.array([False, True]))  # game 0: two passes
+    assert step.terminated.all()
+    assert step.final_ownership is not None
+    np.testing.assert_array_equal(step.final_ownership[0], np.ones(25))  # one Black stone owns the board
+    assert np.isnan(step.final_ownership[1]).all()  # a resignation decides no territory
+
+
+def test_selfplay_segments_know_who_owned_the_board():
+    selfplay = make_selfplay(
+        "go7",
+        "env.id=go5",
+        "env.num_envs=4",
+        "search.num_simulations=4",
+        "search.fast_simulations=0",
+        "search.resign=false",
+        "replay.segment_length=50",
+        "training.td_steps=50",
+    )
+    segments = []
+    while len(segments) < 4:
+        segments += selfplay.step()[0]
+    rules = selfplay.env.game
+    for segment in segments:
+        assert segment.terminated and segment.final_ownership is not None
+        # The ownership decides the game the way the rules did: Black won iff its area beats komi.
+        black_won = segment.final_ownership.sum() - rules.komi > 0
+        last_mover_won = segment.rewards[-1] > 0
+        assert last_mover_won == ((segment.to_play[-1] == 0) == black_won)
+        segment.validate(26, (12, 5, 5), 1)
+    batch = make_batch(segments, np.zeros(4, dtype=np.int64), 1, 50, 1.0, 1, np.random.default_rng(0))
+    assert batch.ownership_mask.all()
+    # Position 0 is Black's move: its target is the stored ownership; position 1, White's, is negated.
+    np.testing.assert_array_equal(batch.target_ownership, np.stack([s.final_ownership for s in segments]))
+    second = make_batch(segments, np.ones(4, dtype=np.int64), 1, 50, 1.0, 1, np.random.default_rng(0))
+    np.testing.assert_array_equal(second.target_ownership, -batch.target_ownership)

@@ -107,6 +107,7 @@ class SelfPlay:
             truncated=step.truncated & ~step.terminated,
             final_bootstrap_values=bootstrap,
             model_version=self.model_version,
+            final_ownership=step.final_ownership,
         )
         stats = self._track_episodes(step.reward, ended)
         if self.resignation is not None:

@@ -43,6 +43,10 @@ class VectorStep:
     """(N,) bool: the episode was cut by a step limit (and did not terminate)."""
     final_obs: np.ndarray
     """(N, *obs_shape) last observation of the ended episode where one ended; ``next_obs`` elsewhere."""
+    final_ownership: np.ndarray | None = None
+    """(N, P) float32 for games with territory (Go's ``ownership``): who owns each point at the
+    end of a game that ended by its rules (+1 the first player); NaN rows elsewhere (no game
+    ended, a resignation, a truncation). None for envs without it."""
 
 
 def make_board_game(env_id: str) -> BoardGame:
@@ -240,6 +244,7 @@ class BoardGameVectorEnv(VectorEnv):
         self._episode_steps += 1
         truncated = ~terminated & (self.max_episode_steps > 0) & (self._episode_steps >= self.max_episode_steps)
         final_obs = self.game.observe(next_states)
+        final_ownership = self._final_ownership(next_states, terminated & (resign is None or ~resign))
         ended = terminated | truncated
         if ended.any():
             next_states[ended] = self.game.initial_states(int(ended.sum()))
@@ -254,7 +259,18 @@ class BoardGameVectorEnv(VectorEnv):
             terminated=terminated,
             truncated=truncated,
             final_obs=final_obs,
+            final_ownership=final_ownership,
         )
+
+    def _final_ownership(self, states: np.ndarray, ended_by_rules: np.ndarray) -> np.ndarray | None:
+        ownership = getattr(self.game, "ownership", None)
+        if ownership is None:
+            return None
+        points = self.observation_shape[-2] * self.observation_shape[-1]
+        out = np.full((self.num_envs, points), np.nan, dtype=np.float32)
+        if ended_by_rules.any():
+            out[ended_by_rules] = ownership(states[ended_by_rules])
+        return out
 
     def legal_mask(self) -> np.ndarray:
         return self.game.legal_mask(self._states)

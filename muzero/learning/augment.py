@@ -4,8 +4,8 @@ Go's rules do not change when the board is rotated or reflected, so every
 example stands for eight (the dihedral group D4). AlphaGo Zero and KataGo train
 on a random one of the eight each time an example is drawn; so does this: each
 example of a batch gets its own transform, applied to its observation planes,
-its unrolled actions and its policy targets alike (values and rewards do not
-change). Actions are the points of the board, row-major like the planes, with a
+its unrolled actions, its policy targets and its ownership target alike (values
+and rewards do not change). Actions are the points of the board, row-major like the planes, with a
 pass last that maps to itself.
 """
 
@@ -81,6 +81,7 @@ def augment_d4(batch: Batch[np.ndarray], rng: np.random.Generator) -> Batch[np.n
     new_observations = np.empty_like(observations)
     actions = batch.actions.copy()
     policies = batch.target_policies.copy()
+    ownership = None if batch.target_ownership is None else batch.target_ownership.copy()
     for t in range(NUM_TRANSFORMS):
         rows = np.flatnonzero(chosen == t)
         if not rows.size or t == 0:
@@ -93,4 +94,8 @@ def augment_d4(batch: Batch[np.ndarray], rng: np.random.Generator) -> Batch[np.n
         moved[on_board] = targets[t][moved[on_board]]
         actions[rows] = moved
         policies[rows, :, :points] = policies[rows][:, :, sources[t]]
-    return replace(batch, observations=new_observations, actions=actions, target_policies=policies)
+        if ownership is not None:
+            ownership[rows] = ownership[rows][:, sources[t]]
+    return replace(
+        batch, observations=new_observations, actions=actions, target_policies=policies, target_ownership=ownership
+    )

@@ -40,6 +40,12 @@ class Batch(Generic[Array]):
     """(B,) int64: the model version that produced each example's segment."""
     bootstrap: BootstrapTerms | None = None
     """What a learner's target network needs to re-value bootstrap targets (when asked for)."""
+    target_ownership: Array | None = None
+    """(B, P) float32: who owns each point at the end of the example's episode, from the view
+    of the player to move at its first position (+1 that player); zeros where unknown.
+    Present when any example's segment knows it (``Segment.final_ownership``)."""
+    ownership_mask: Array | None = None
+    """(B,) bool: the examples whose ``target_ownership`` is known."""
 
     @property
     def size(self) -> int:
@@ -58,6 +64,9 @@ class Batch(Generic[Array]):
 
         # Keyword arguments by field name: Any, as mypy cannot match a dict's keys to the fields.
         arrays: dict[str, Any] = {name: tensor(getattr(self, name)) for name in BATCH_ARRAYS}
+        if self.target_ownership is not None and self.ownership_mask is not None:
+            arrays["target_ownership"] = tensor(np.asarray(self.target_ownership))
+            arrays["ownership_mask"] = tensor(np.asarray(self.ownership_mask))
         return Batch(**arrays, keys=self.keys, model_versions=self.model_versions)
 
 
@@ -158,7 +167,23 @@ def batch_from_sample(
     return batch
 
 
+def ownership_targets(segments: Sequence[Segment], positions: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(B, P) ownership targets from the view of the player to move at each example's start,
+    and the (B,) mask of those known; None when no segment knows its episode's end."""
+    known = [s.final_ownership is not None for s in segments]
+    if not any(known):
+        return None
+    points = next(s.final_ownership for s in segments if s.final_ownership is not None).shape[0]
+    ownership = np.zeros((len(segments), points), dtype=np.float32)
+    for b, (segment, start) in enumerate(zip(segments, positions)):
+        if segment.final_ownership is not None:
+            sign = 1.0 if segment.to_play[start] == 0 else -1.0
+            ownership[b] = sign * segment.final_ownership
+    return ownership, np.array(known, dtype=bool)
+
+
 def _batch(observations, targets, weights, segments, positions) -> Batch:
+    ownership = ownership_targets(segments, positions)
     return Batch(
         observations=observations,
         actions=targets.actions,
@@ -170,4 +195,6 @@ def _batch(observations, targets, weights, segments, positions) -> Batch:
         policy_mask=targets.policy_mask,
         weights=weights,
         keys=SampleKeys(segment_ids=np.array([s.segment_id for s in segments]), positions=positions.copy()),
+        target_ownership=None if ownership is None else ownership[0],
+        ownership_mask=None if ownership is None else ownership[1],
     )

@@ -7,6 +7,9 @@ dynamics stays the same whatever K is. The hidden state entering the dynamics
 function is gradient-scaled by 1/2 ("we also scale the gradient at the start of
 the dynamics function by 1/2", Appendix G). Each example is weighted by its
 importance weight; masks drop targets that do not exist (see targets.py).
+Networks with KataGo's auxiliary heads (muzero/nn/board.py) add, at the root, an
+ownership cross-entropy and a squared score error where the batch knows the
+episode's end.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -52,7 +56,39 @@ def clipped_fraction(support: Support, targets: Tensor, mask: Tensor) -> float:
     return float(outside.sum()) / masked if masked else 0.0
 
 
-def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOutput:
+def auxiliary_loss(
+    network, hidden: Tensor, batch: TorchBatch, ownership_weight: float, score_weight: float
+) -> tuple[Tensor | None, dict[str, float]]:
+    """KataGo's ownership and score losses at the root, per example (B,), weighted and summed;
+    None when the network has no such heads or the batch no such targets."""
+    auxiliary = getattr(network, "auxiliary", None)
+    if auxiliary is None or batch.target_ownership is None or batch.ownership_mask is None:
+        return None, {}
+    predicted = auxiliary(hidden)
+    if not predicted:
+        return None, {}
+    mask = batch.ownership_mask.float()
+    target = batch.target_ownership.float()
+    loss = torch.zeros_like(mask)
+    parts = {}
+    if "ownership" in predicted:
+        # Cross-entropy of (1 + o) / 2 against (1 + t) / 2, averaged over the points.
+        p = ((1 + predicted["ownership"].float()) / 2).clamp(1e-6, 1 - 1e-6)
+        q = (1 + target) / 2
+        per_point = -(q * torch.log(p) + (1 - q) * torch.log(1 - p))
+        ownership = per_point.mean(dim=1) * mask
+        loss = loss + ownership_weight * ownership
+        parts["ownership"] = float((ownership.sum() / mask.sum().clamp(min=1)).detach())
+    if "score" in predicted:
+        score = (predicted["score"].float() - target.mean(dim=1)).square() * mask
+        loss = loss + score_weight * score
+        parts["score"] = float((score.sum() / mask.sum().clamp(min=1)).detach())
+    return loss, parts
+
+
+def muzero_loss(
+    network, batch: TorchBatch, value_loss_weight: float, ownership_weight: float = 0.0, score_weight: float = 0.0
+) -> LossOutput:
     """Unroll ``network`` K steps along ``batch.actions`` and score it against the targets.
 
     Each part is the importance-weighted batch mean of its per-example sum over
@@ -80,6 +116,7 @@ def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOut
     policy_loss = cross_entropy(output.policy_logits, batch.target_policies[:, 0]) * policy_mask[:, 0]
 
     hidden = output.hidden
+    auxiliary, auxiliary_parts = auxiliary_loss(network, hidden, batch, ownership_weight, score_weight)
     step_scale = 1.0 / unroll_steps
     for k in range(1, unroll_steps + 1):
         hidden = scale_gradient(hidden, HIDDEN_GRADIENT_SCALE)
@@ -99,6 +136,8 @@ def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOut
     reward_mean = (weights * reward_loss).mean()
     policy_mean = (weights * policy_loss).mean()
     total = value_loss_weight * value_mean + reward_mean + policy_mean
+    if auxiliary is not None:
+        total = total + (weights * auxiliary).mean()
     priorities = (root_value - batch.target_values[:, 0].float()).abs().cpu().numpy()
     parts = {
         "value": float(value_mean.detach()),
@@ -107,5 +146,6 @@ def muzero_loss(network, batch: TorchBatch, value_loss_weight: float) -> LossOut
         "total": float(total.detach()),
         "value_targets_clipped": clipped_fraction(value_support, batch.target_values, batch.value_mask),
         "reward_targets_clipped": clipped_fraction(reward_support, batch.target_rewards, batch.reward_mask),
+        **auxiliary_parts,
     }
     return LossOutput(total=total, parts=parts, priorities=priorities)

@@ -117,6 +117,11 @@ class Segment:
     priorities: np.ndarray  # (length,) float32
     model_version: int  # oldest learner version that produced any of its steps
     segment_id: str = field(default_factory=new_segment_id)
+    final_ownership: np.ndarray | None = None
+    """(P,) float32 in [-1, 1]: who owns each point of the board when the episode ended
+    (+1 the first player), for games with territory (Go); None where unknown (the episode
+    does not end in this segment, ended by resignation, or the game has no territory).
+    Windows cut from a segment keep it: it belongs to the episode."""
 
     @property
     def num_steps(self) -> int:
@@ -168,6 +173,7 @@ class Segment:
             priorities=self.priorities[start : start + owned],
             model_version=self.model_version,
             segment_id=self.segment_id,
+            final_ownership=self.final_ownership,
         )
 
     def validate(self, num_actions: int, obs_shape: tuple[int, ...], frame_stack: int) -> None:
@@ -217,6 +223,11 @@ class Segment:
             or self.model_version < 0
         ):
             raise ValueError(f"segment.model_version: expected an int >= 0, got {self.model_version!r}")
+        if self.final_ownership is not None:
+            points = obs_shape[-2] * obs_shape[-1] if len(obs_shape) >= 2 else -1
+            _check_array("final_ownership", self.final_ownership, (points,), np.float32)
+            if (np.abs(self.final_ownership) > 1).any():
+                raise ValueError("segment.final_ownership: values must be in [-1, 1]")
         if not isinstance(self.segment_id, str) or not self.segment_id:
             raise ValueError(f"segment.segment_id: expected a non-empty string, got {self.segment_id!r}")
 
@@ -355,13 +366,16 @@ class SegmentBuilder:
         final_bootstrap_values: np.ndarray,
         model_version: int,
         final_to_play: np.ndarray | None = None,
+        final_ownership: np.ndarray | None = None,
     ) -> list[Segment]:
         """Record one step of every env; return the segments this step completed.
 
         ``obs`` (N, *obs_shape) is the frame each env acted on. ``final_bootstrap_values``
         (N,) is the value of the observation after a truncated step (ignored
         elsewhere), for the player to move there: ``final_to_play`` (N,), which
-        defaults to the mover (right for single-player envs).
+        defaults to the mover (right for single-player envs). ``final_ownership`` (N, P), where
+        the env reports it (:class:`~muzero.envs.vector.VectorStep`), goes with the segments of
+        terminated episodes whose row is finite.
         """
         n, a = self.num_envs, self.num_actions
         obs = np.asarray(obs)
@@ -412,7 +426,10 @@ class SegmentBuilder:
         for i in np.flatnonzero(ended).tolist():
             steps = int(self._count[i])
             if terminated[i]:
-                segments.append(self._emit(i, steps, steps, True, 0.0, int(self._to_play[i, steps - 1])))
+                segment = self._emit(i, steps, steps, True, 0.0, int(self._to_play[i, steps - 1]))
+                if final_ownership is not None and np.isfinite(final_ownership[i]).all():
+                    segment = replace(segment, final_ownership=np.asarray(final_ownership[i], np.float32).copy())
+                segments.append(segment)
             else:
                 player = self._to_play[i, steps - 1] if final_to_play is None else final_to_play[i]
                 segments.append(self._emit(i, steps, steps, False, float(final_bootstrap_values[i]), int(player)))

@@ -60,7 +60,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
         self.network.train()
-        loss = muzero_loss(self.network, batch, self.config.value_loss_weight)
+        config = self.config
+        loss = muzero_loss(
+            self.network, batch, config.value_loss_weight, config.ownership_loss_weight, config.score_loss_weight
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.max_grad_norm)

@@ -11,6 +11,9 @@ any board size: the same checkpoint can play 7x7 and 9x9. What it takes from Kat
   biased by the pooled board, and the pass logit from the pooled board alone.
 - **Value head.** Pooled features (mean, scaled mean, scaled mean squared), then a
   small MLP: the value (and the reward of the dynamics) do not depend on the size.
+- **Auxiliary heads** (``network.ownership_head``, ``network.score_head``): who owns each
+  point at the end of the game, and the final margin, which KataGo measured among its
+  largest speed-ups of learning; trained at the root only.
 
 The scale terms use KataGo's (width - 14) / 10 and ((width - 14)^2 / 100 - 0.1):
 near zero on a 19x19 board, they tell a network trained on several sizes which
@@ -140,6 +143,14 @@ class BoardNetwork(MuZeroNetwork):
         self.policy_head = BoardPolicyHead(channels, head, self.has_pass)
         self.value_head = BoardScalarHead(channels, head, self.value_support.size)
         self.reward_head = BoardScalarHead(channels, head, self.reward_support.size)
+        self.ownership_head = (
+            nn.Sequential(
+                nn.Conv2d(channels, head, 1, bias=False), nn.BatchNorm2d(head), nn.ReLU(), nn.Conv2d(head, 1, 1)
+            )
+            if config.ownership_head
+            else None
+        )
+        self.score_head = BoardScalarHead(channels, head, 1) if config.score_head else None
 
     def represent(self, observations: Tensor) -> Tensor:
         return self.representation(observations.float())
@@ -161,3 +172,14 @@ class BoardNetwork(MuZeroNetwork):
 
     def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
         return self.policy_head(hidden), self.value_head(hidden)
+
+    def auxiliary(self, hidden: Tensor) -> dict[str, Tensor]:
+        """KataGo's auxiliary predictions at ``hidden`` (the heads switched on): "ownership"
+        (B, H*W) in [-1, 1] for the player to move, "score" (B,) its final area margin over
+        the board's points, in [-1, 1]."""
+        out = {}
+        if self.ownership_head is not None:
+            out["ownership"] = torch.tanh(self.ownership_head(hidden).flatten(1))
+        if self.score_head is not None:
+            out["score"] = torch.tanh(self.score_head(hidden)[:, 0])
+        return out

@@ -10,7 +10,8 @@
    through our rules (a move they refuse drops the game, with the reason logged), and
    cut them into segments: the policy target of an engine move is that move, a random
    move has none (a zero row, as for a fast search), and the value targets are the
-   game's result.
+   game's result; where our count of the final position agrees with that result, its
+   ownership is the ownership target.
 3. **Pre-train** for ``warm_start.train_steps`` learner steps on them; self-play follows,
    and the games stay in replay until evicted.
 """
@@ -185,6 +186,9 @@ def record_segments(record: GoRecord, rules: GoRules, config: ExperimentConfig) 
             # an external game scored with dead stones left on the board).
             terminated = np.array([True])
             reward = np.array([0.0 if winner == -1 else (1.0 if winner == mover else -1.0)])
+        ownership = None
+        if index == last and rules.is_terminal(next_state)[0] and int(rules.winner(next_state)[0]) == winner:
+            ownership = rules.ownership(next_state)  # our count agrees with the record: a target
         policy = np.zeros((1, num_actions), dtype=np.float32)
         if index not in record.random_moves:
             policy[0, action] = 1.0
@@ -200,6 +204,7 @@ def record_segments(record: GoRecord, rules: GoRules, config: ExperimentConfig) 
             truncated=np.zeros(1, dtype=bool),
             final_bootstrap_values=np.zeros(1, dtype=np.float32),
             model_version=0,
+            final_ownership=ownership,
         )
         state = next_state
         if terminated[0]:

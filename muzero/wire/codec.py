@@ -7,6 +7,8 @@ naming the field, so a server can answer INVALID_ARGUMENT with that message.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from muzero.learning.batch import BATCH_ARRAYS, Batch
@@ -109,7 +111,16 @@ def segment_to_proto(segment: Segment, experiment: str) -> replay_pb2.Segment:
     for name in _STEP_FIELDS:
         tensor_to_proto(getattr(segment, name), getattr(message, name))
     tensor_to_proto(segment.priorities, message.priorities)
+    if segment.final_ownership is not None:
+        tensor_to_proto(segment.final_ownership, message.final_ownership)
     return message
+
+
+def final_ownership_from_proto(message: Any, name: str) -> np.ndarray | None:
+    """A segment message's ``final_ownership`` (P,) float32, or None where it is unset."""
+    if not message.HasField("final_ownership"):
+        return None
+    return tensor_from_proto(message.final_ownership, name, dtype="float32", shape=(None,))
 
 
 def segment_from_proto(
@@ -159,6 +170,7 @@ def segment_from_proto(
         bootstrap_to_play=int(message.bootstrap_to_play),
         model_version=int(message.model_version),
         segment_id=message.segment_id,
+        final_ownership=final_ownership_from_proto(message, "segment.final_ownership"),
         **fields,
     )
     segment.validate(num_actions, frame_shape, frame_stack)
@@ -182,6 +194,8 @@ def stored_segment_bytes(segment: Segment, experiment: str) -> bytes:
     )
     for name in _STEP_FIELDS:
         tensor_to_proto(getattr(segment, name), getattr(message, name))
+    if segment.final_ownership is not None:
+        tensor_to_proto(segment.final_ownership, message.final_ownership)
     return message.SerializeToString()
 
 
@@ -218,6 +232,9 @@ def training_batch_to_proto(batch: Batch[np.ndarray]) -> replay_pb2.TrainingBatc
         tensor_to_proto(batch.bootstrap.scale, message.bootstrap_scale)
         tensor_to_proto(batch.bootstrap.stored_values, message.bootstrap_stored_values)
         tensor_to_proto(batch.bootstrap.observations, message.bootstrap_observations)
+    if batch.target_ownership is not None and batch.ownership_mask is not None:
+        tensor_to_proto(np.asarray(batch.target_ownership, dtype=np.float32), message.target_ownership)
+        tensor_to_proto(np.asarray(batch.ownership_mask, dtype=bool), message.ownership_mask)
     return message
 
 
@@ -236,4 +253,15 @@ def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> Batch[np.nda
             ),
             observations=tensor_from_proto(message.bootstrap_observations, "bootstrap_observations"),
         )
-    return Batch(**arrays, keys=keys, model_versions=versions, bootstrap=bootstrap)
+    ownership = mask = None
+    if message.HasField("target_ownership"):
+        ownership = tensor_from_proto(message.target_ownership, "target_ownership", dtype="float32")
+        mask = tensor_from_proto(message.ownership_mask, "ownership_mask", dtype="bool", shape=(ownership.shape[0],))
+    return Batch(
+        **arrays,
+        keys=keys,
+        model_versions=versions,
+        bootstrap=bootstrap,
+        target_ownership=ownership,
+        ownership_mask=mask,
+    )

@@ -79,6 +79,34 @@ def _stones_without_liberties(board: np.ndarray) -> list[tuple[int, int]]:
     return found
 
 
+def _board_ownership(board: np.ndarray) -> np.ndarray:
+    """(size, size) of 0/1/2 -> float32 +1 where Black owns the point under Tromp-Taylor
+    (a stone, or empty and reaching Black only), -1 for White, 0 for neither."""
+    size = board.shape[0]
+    owner = np.where(board == 1, 1.0, np.where(board == 2, -1.0, 0.0)).astype(np.float32)
+    seen = board != 0
+    for start in zip(*np.nonzero(board == 0)):
+        if seen[start]:
+            continue
+        region, stack, reaches = [start], [start], set()
+        seen[start] = True
+        while stack:
+            row, column = stack.pop()
+            for r, c in ((row - 1, column), (row + 1, column), (row, column - 1), (row, column + 1)):
+                if 0 <= r < size and 0 <= c < size:
+                    if board[r, c] != 0:
+                        reaches.add(int(board[r, c]))
+                    elif not seen[r, c]:
+                        seen[r, c] = True
+                        stack.append((r, c))
+                        region.append((r, c))
+        if len(reaches) == 1:
+            value = 1.0 if reaches == {1} else -1.0
+            rows, columns = zip(*region)
+            owner[list(rows), list(columns)] = value
+    return owner
+
+
 class GoRules:
     """Go on ``size`` x ``size`` boards as pure functions over batches of states (BoardGame)."""
 
@@ -344,6 +372,13 @@ class GoRules:
         kernel = kernels.area_kernel_parallel if states.shape[0] >= kernels.PARALLEL_FROM else kernels.area_kernel
         kernel(states, differences, self._words, self.layout.stride, self._on_board)
         return differences
+
+    def ownership(self, states: np.ndarray) -> np.ndarray:
+        """(n, size * size) float32, points in action order: +1 where Black owns the point
+        under Tromp-Taylor, -1 White, 0 neither (KataGo's ownership target at a game's end;
+        it sums to :meth:`area_difference`). Plain Python: for finished games, not the hot path."""
+        boards = self.boards(states)
+        return np.stack([_board_ownership(board).reshape(-1) for board in boards]).astype(np.float32)
 
     def black_margin(self, states: np.ndarray) -> np.ndarray:
         """(n,) float64 Black's area minus White's minus komi: > 0 Black leads."""

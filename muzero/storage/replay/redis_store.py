@@ -486,6 +486,7 @@ class RedisReplay:
             priorities=np.ones(length, dtype=np.float32),
             model_version=int(message.model_version),
             segment_id=message.segment_id,
+            final_ownership=codec.final_ownership_from_proto(message, "stored.final_ownership"),
             **fields,
         )
 

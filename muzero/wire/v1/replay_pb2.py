@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16muzero/v1/replay.proto\x12\tmuzero.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xcb\x03\n\x07Segment\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12!\n\x06\x66rames\x18\x03 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x04 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07rewards\x18\x05 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07to_play\x18\x06 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0blegal_masks\x18\x07 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12#\n\x08policies\x18\x08 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0broot_values\x18\t \x01(\x0b\x32\x11.muzero.v1.Tensor\x12%\n\npriorities\x18\n \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x0e\n\x06length\x18\x0b \x01(\x05\x12\x12\n\nterminated\x18\x0c \x01(\x08\x12\x17\n\x0f\x62ootstrap_value\x18\r \x01(\x02\x12\x19\n\x11\x62ootstrap_to_play\x18\x0e \x01(\x05\x12\x15\n\rmodel_version\x18\x0f \x01(\x03\"\xb1\x03\n\rStoredSegment\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\x13\n\x0b\x66rame_shape\x18\x03 \x03(\x03\x12\x13\n\x0b\x66rame_dtype\x18\x04 \x01(\t\x12\"\n\x07\x61\x63tions\x18\x05 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07rewards\x18\x06 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07to_play\x18\x07 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0blegal_masks\x18\x08 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12#\n\x08policies\x18\t \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0broot_values\x18\n \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x0e\n\x06length\x18\x0b \x01(\x05\x12\x12\n\nterminated\x18\x0c \x01(\x08\x12\x17\n\x0f\x62ootstrap_value\x18\r \x01(\x02\x12\x19\n\x11\x62ootstrap_to_play\x18\x0e \x01(\x05\x12\x15\n\rmodel_version\x18\x0f \x01(\x03\"\x8b\x01\n\x11ReanalysedTargets\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12#\n\x08policies\x18\x02 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0broot_values\x18\x03 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\"2\n\tAppendAck\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"i\n\rSampleRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x13\n\x0bnum_batches\x18\x02 \x01(\x05\x12\x0f\n\x07uniform\x18\x03 \x01(\x08\x12\x1e\n\x16\x62ootstrap_observations\x18\x04 \x01(\x08\"\x9c\x05\n\rTrainingBatch\x12\'\n\x0cobservations\x18\x01 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x02 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12(\n\rtarget_values\x18\x03 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12)\n\x0etarget_rewards\x18\x04 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12*\n\x0ftarget_policies\x18\x05 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12%\n\nvalue_mask\x18\x06 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0breward_mask\x18\x07 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0bpolicy_mask\x18\x08 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07weights\x18\t \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x13\n\x0bsegment_ids\x18\n \x03(\t\x12$\n\tpositions\x18\x0b \x01(\x0b\x32\x11.muzero.v1.Tensor\x12)\n\x0emodel_versions\x18\x0c \x01(\x0b\x32\x11.muzero.v1.Tensor\x12)\n\x0e\x62ootstrap_mask\x18\r \x01(\x0b\x32\x11.muzero.v1.Tensor\x12*\n\x0f\x62ootstrap_scale\x18\x0e \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x32\n\x17\x62ootstrap_stored_values\x18\x0f \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x31\n\x16\x62ootstrap_observations\x18\x10 \x01(\x0b\x32\x11.muzero.v1.Tensor\"r\n\x0ePriorityUpdate\x12\x13\n\x0bsegment_ids\x18\x01 \x03(\t\x12$\n\tpositions\x18\x02 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12%\n\npriorities\x18\x03 \x01(\x0b\x32\x11.muzero.v1.Tensor\"-\n\x0bPriorityAck\x12\x0f\n\x07updated\x18\x01 \x01(\x03\x12\r\n\x05stale\x18\x02 \x01(\x03\"5\n\x13ReadSegmentsRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12\x0f\n\x07uniform\x18\x02 \x01(\x08\"!\n\x0fWriteTargetsAck\x12\x0e\n\x06stored\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"n\n\nShardStats\x12\x31\n\x06values\x18\x01 \x03(\x0b\x32!.muzero.v1.ShardStats.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x97\x01\n\x0bReplayStats\x12\x32\n\x06totals\x18\x01 \x03(\x0b\x32\".muzero.v1.ReplayStats.TotalsEntry\x12%\n\x06shards\x18\x02 \x03(\x0b\x32\x15.muzero.v1.ShardStats\x1a-\n\x0bTotalsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xa0\x03\n\rReplayService\x12>\n\x0e\x41ppendSegments\x12\x12.muzero.v1.Segment\x1a\x14.muzero.v1.AppendAck(\x01\x30\x01\x12>\n\x06Sample\x12\x18.muzero.v1.SampleRequest\x1a\x18.muzero.v1.TrainingBatch0\x01\x12\x45\n\x10UpdatePriorities\x12\x19.muzero.v1.PriorityUpdate\x1a\x16.muzero.v1.PriorityAck\x12\x44\n\x0cReadSegments\x12\x1e.muzero.v1.ReadSegmentsRequest\x1a\x12.muzero.v1.Segment0\x01\x12H\n\x0cWriteTargets\x12\x1c.muzero.v1.ReanalysedTargets\x1a\x1a.muzero.v1.WriteTargetsAck\x12\x38\n\x05Stats\x12\x17.muzero.v1.StatsRequest\x1a\x16.muzero.v1.ReplayStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16muzero/v1/replay.proto\x12\tmuzero.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xf7\x03\n\x07Segment\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12!\n\x06\x66rames\x18\x03 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x04 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07rewards\x18\x05 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07to_play\x18\x06 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0blegal_masks\x18\x07 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12#\n\x08policies\x18\x08 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0broot_values\x18\t \x01(\x0b\x32\x11.muzero.v1.Tensor\x12%\n\npriorities\x18\n \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x0e\n\x06length\x18\x0b \x01(\x05\x12\x12\n\nterminated\x18\x0c \x01(\x08\x12\x17\n\x0f\x62ootstrap_value\x18\r \x01(\x02\x12\x19\n\x11\x62ootstrap_to_play\x18\x0e \x01(\x05\x12\x15\n\rmodel_version\x18\x0f \x01(\x03\x12*\n\x0f\x66inal_ownership\x18\x10 \x01(\x0b\x32\x11.muzero.v1.Tensor\"\xdd\x03\n\rStoredSegment\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\x13\n\x0b\x66rame_shape\x18\x03 \x03(\x03\x12\x13\n\x0b\x66rame_dtype\x18\x04 \x01(\t\x12\"\n\x07\x61\x63tions\x18\x05 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07rewards\x18\x06 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07to_play\x18\x07 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0blegal_masks\x18\x08 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12#\n\x08policies\x18\t \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0broot_values\x18\n \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x0e\n\x06length\x18\x0b \x01(\x05\x12\x12\n\nterminated\x18\x0c \x01(\x08\x12\x17\n\x0f\x62ootstrap_value\x18\r \x01(\x02\x12\x19\n\x11\x62ootstrap_to_play\x18\x0e \x01(\x05\x12\x15\n\rmodel_version\x18\x0f \x01(\x03\x12*\n\x0f\x66inal_ownership\x18\x10 \x01(\x0b\x32\x11.muzero.v1.Tensor\"\x8b\x01\n\x11ReanalysedTargets\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12#\n\x08policies\x18\x02 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0broot_values\x18\x03 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x15\n\rmodel_version\x18\x04 \x01(\x03\"2\n\tAppendAck\x12\x12\n\nsegment_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"i\n\rSampleRequest\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x13\n\x0bnum_batches\x18\x02 \x01(\x05\x12\x0f\n\x07uniform\x18\x03 \x01(\x08\x12\x1e\n\x16\x62ootstrap_observations\x18\x04 \x01(\x08\"\xf4\x05\n\rTrainingBatch\x12\'\n\x0cobservations\x18\x01 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x02 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12(\n\rtarget_values\x18\x03 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12)\n\x0etarget_rewards\x18\x04 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12*\n\x0ftarget_policies\x18\x05 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12%\n\nvalue_mask\x18\x06 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0breward_mask\x18\x07 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12&\n\x0bpolicy_mask\x18\x08 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\"\n\x07weights\x18\t \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x13\n\x0bsegment_ids\x18\n \x03(\t\x12$\n\tpositions\x18\x0b \x01(\x0b\x32\x11.muzero.v1.Tensor\x12)\n\x0emodel_versions\x18\x0c \x01(\x0b\x32\x11.muzero.v1.Tensor\x12)\n\x0e\x62ootstrap_mask\x18\r \x01(\x0b\x32\x11.muzero.v1.Tensor\x12*\n\x0f\x62ootstrap_scale\x18\x0e \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x32\n\x17\x62ootstrap_stored_values\x18\x0f \x01(\x0b\x32\x11.muzero.v1.Tensor\x12\x31\n\x16\x62ootstrap_observations\x18\x10 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12+\n\x10target_ownership\x18\x11 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12)\n\x0eownership_mask\x18\x12 \x01(\x0b\x32\x11.muzero.v1.Tensor\"r\n\x0ePriorityUpdate\x12\x13\n\x0bsegment_ids\x18\x01 \x03(\t\x12$\n\tpositions\x18\x02 \x01(\x0b\x32\x11.muzero.v1.Tensor\x12%\n\npriorities\x18\x03 \x01(\x0b\x32\x11.muzero.v1.Tensor\"-\n\x0bPriorityAck\x12\x0f\n\x07updated\x18\x01 \x01(\x03\x12\r\n\x05stale\x18\x02 \x01(\x03\"5\n\x13ReadSegmentsRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12\x0f\n\x07uniform\x18\x02 \x01(\x08\"!\n\x0fWriteTargetsAck\x12\x0e\n\x06stored\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"n\n\nShardStats\x12\x31\n\x06values\x18\x01 \x03(\x0b\x32!.muzero.v1.ShardStats.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x97\x01\n\x0bReplayStats\x12\x32\n\x06totals\x18\x01 \x03(\x0b\x32\".muzero.v1.ReplayStats.TotalsEntry\x12%\n\x06shards\x18\x02 \x03(\x0b\x32\x15.muzero.v1.ShardStats\x1a-\n\x0bTotalsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xa0\x03\n\rReplayService\x12>\n\x0e\x41ppendSegments\x12\x12.muzero.v1.Segment\x1a\x14.muzero.v1.AppendAck(\x01\x30\x01\x12>\n\x06Sample\x12\x18.muzero.v1.SampleRequest\x1a\x18.muzero.v1.TrainingBatch0\x01\x12\x45\n\x10UpdatePriorities\x12\x19.muzero.v1.PriorityUpdate\x1a\x16.muzero.v1.PriorityAck\x12\x44\n\x0cReadSegments\x12\x1e.muzero.v1.ReadSegmentsRequest\x1a\x12.muzero.v1.Segment0\x01\x12H\n\x0cWriteTargets\x12\x1c.muzero.v1.ReanalysedTargets\x1a\x1a.muzero.v1.WriteTargetsAck\x12\x38\n\x05Stats\x12\x17.muzero.v1.StatsRequest\x1a\x16.muzero.v1.ReplayStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,35 +38,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENSOR']._serialized_start=37
   _globals['_TENSOR']._serialized_end=89
   _globals['_SEGMENT']._serialized_start=92
-  _globals['_SEGMENT']._serialized_end=551
-  _globals['_STOREDSEGMENT']._serialized_start=554
-  _globals['_STOREDSEGMENT']._serialized_end=987
-  _globals['_REANALYSEDTARGETS']._serialized_start=990
-  _globals['_REANALYSEDTARGETS']._serialized_end=1129
-  _globals['_APPENDACK']._serialized_start=1131
-  _globals['_APPENDACK']._serialized_end=1181
-  _globals['_SAMPLEREQUEST']._serialized_start=1183
-  _globals['_SAMPLEREQUEST']._serialized_end=1288
-  _globals['_TRAININGBATCH']._serialized_start=1291
-  _globals['_TRAININGBATCH']._serialized_end=1959
-  _globals['_PRIORITYUPDATE']._serialized_start=1961
-  _globals['_PRIORITYUPDATE']._serialized_end=2075
-  _globals['_PRIORITYACK']._serialized_start=2077
-  _globals['_PRIORITYACK']._serialized_end=2122
-  _globals['_READSEGMENTSREQUEST']._serialized_start=2124
-  _globals['_READSEGMENTSREQUEST']._serialized_end=2177
-  _globals['_WRITETARGETSACK']._serialized_start=2179
-  _globals['_WRITETARGETSACK']._serialized_end=2212
-  _globals['_STATSREQUEST']._serialized_start=2214
-  _globals['_STATSREQUEST']._serialized_end=2228
-  _globals['_SHARDSTATS']._serialized_start=2230
-  _globals['_SHARDSTATS']._serialized_end=2340
-  _globals['_SHARDSTATS_VALUESENTRY']._serialized_start=2295
-  _globals['_SHARDSTATS_VALUESENTRY']._serialized_end=2340
-  _globals['_REPLAYSTATS']._serialized_start=2343
-  _globals['_REPLAYSTATS']._serialized_end=2494
-  _globals['_REPLAYSTATS_TOTALSENTRY']._serialized_start=2449
-  _globals['_REPLAYSTATS_TOTALSENTRY']._serialized_end=2494
-  _globals['_REPLAYSERVICE']._serialized_start=2497
-  _globals['_REPLAYSERVICE']._serialized_end=2913
+  _globals['_SEGMENT']._serialized_end=595
+  _globals['_STOREDSEGMENT']._serialized_start=598
+  _globals['_STOREDSEGMENT']._serialized_end=1075
+  _globals['_REANALYSEDTARGETS']._serialized_start=1078
+  _globals['_REANALYSEDTARGETS']._serialized_end=1217
+  _globals['_APPENDACK']._serialized_start=1219
+  _globals['_APPENDACK']._serialized_end=1269
+  _globals['_SAMPLEREQUEST']._serialized_start=1271
+  _globals['_SAMPLEREQUEST']._serialized_end=1376
+  _globals['_TRAININGBATCH']._serialized_start=1379
+  _globals['_TRAININGBATCH']._serialized_end=2135
+  _globals['_PRIORITYUPDATE']._serialized_start=2137
+  _globals['_PRIORITYUPDATE']._serialized_end=2251
+  _globals['_PRIORITYACK']._serialized_start=2253
+  _globals['_PRIORITYACK']._serialized_end=2298
+  _globals['_READSEGMENTSREQUEST']._serialized_start=2300
+  _globals['_READSEGMENTSREQUEST']._serialized_end=2353
+  _globals['_WRITETARGETSACK']._serialized_start=2355
+  _globals['_WRITETARGETSACK']._serialized_end=2388
+  _globals['_STATSREQUEST']._serialized_start=2390
+  _globals['_STATSREQUEST']._serialized_end=2404
+  _globals['_SHARDSTATS']._serialized_start=2406
+  _globals['_SHARDSTATS']._serialized_end=2516
+  _globals['_SHARDSTATS_VALUESENTRY']._serialized_start=2471
+  _globals['_SHARDSTATS_VALUESENTRY']._serialized_end=2516
+  _globals['_REPLAYSTATS']._serialized_start=2519
+  _globals['_REPLAYSTATS']._serialized_end=2670
+  _globals['_REPLAYSTATS_TOTALSENTRY']._serialized_start=2625
+  _globals['_REPLAYSTATS_TOTALSENTRY']._serialized_end=2670
+  _globals['_REPLAYSERVICE']._serialized_start=2673
+  _globals['_REPLAYSERVICE']._serialized_end=3089
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,7 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Segment(_message.Message):
-    __slots__ = ("segment_id", "experiment", "frames", "actions", "rewards", "to_play", "legal_masks", "policies", "root_values", "priorities", "length", "terminated", "bootstrap_value", "bootstrap_to_play", "model_version")
+    __slots__ = ("segment_id", "experiment", "frames", "actions", "rewards", "to_play", "legal_masks", "policies", "root_values", "priorities", "length", "terminated", "bootstrap_value", "bootstrap_to_play", "model_version", "final_ownership")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Segment(_message.Message):
     BOOTSTRAP_VALUE_FIELD_NUMBER: _ClassVar[int]
     BOOTSTRAP_TO_PLAY_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FINAL_OWNERSHIP_FIELD_NUMBER: _ClassVar[int]
     segment_id: str
     experiment: str
     frames: Tensor
@@ -48,10 +49,11 @@ class Segment(_message.Message):
     bootstrap_value: float
     bootstrap_to_play: int
     model_version: int
-    def __init__(self, segment_id: _Optional[str] = ..., experiment: _Optional[str] = ..., frames: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., to_play: _Optional[_Union[Tensor, _Mapping]] = ..., legal_masks: _Optional[_Union[Tensor, _Mapping]] = ..., policies: _Optional[_Union[Tensor, _Mapping]] = ..., root_values: _Optional[_Union[Tensor, _Mapping]] = ..., priorities: _Optional[_Union[Tensor, _Mapping]] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., bootstrap_value: _Optional[float] = ..., bootstrap_to_play: _Optional[int] = ..., model_version: _Optional[int] = ...) -> None: ...
+    final_ownership: Tensor
+    def __init__(self, segment_id: _Optional[str] = ..., experiment: _Optional[str] = ..., frames: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., to_play: _Optional[_Union[Tensor, _Mapping]] = ..., legal_masks: _Optional[_Union[Tensor, _Mapping]] = ..., policies: _Optional[_Union[Tensor, _Mapping]] = ..., root_values: _Optional[_Union[Tensor, _Mapping]] = ..., priorities: _Optional[_Union[Tensor, _Mapping]] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., bootstrap_value: _Optional[float] = ..., bootstrap_to_play: _Optional[int] = ..., model_version: _Optional[int] = ..., final_ownership: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class StoredSegment(_message.Message):
-    __slots__ = ("segment_id", "experiment", "frame_shape", "frame_dtype", "actions", "rewards", "to_play", "legal_masks", "policies", "root_values", "length", "terminated", "bootstrap_value", "bootstrap_to_play", "model_version")
+    __slots__ = ("segment_id", "experiment", "frame_shape", "frame_dtype", "actions", "rewards", "to_play", "legal_masks", "policies", "root_values", "length", "terminated", "bootstrap_value", "bootstrap_to_play", "model_version", "final_ownership")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     FRAME_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +69,7 @@ class StoredSegment(_message.Message):
     BOOTSTRAP_VALUE_FIELD_NUMBER: _ClassVar[int]
     BOOTSTRAP_TO_PLAY_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FINAL_OWNERSHIP_FIELD_NUMBER: _ClassVar[int]
     segment_id: str
     experiment: str
     frame_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -82,7 +85,8 @@ class StoredSegment(_message.Message):
     bootstrap_value: float
     bootstrap_to_play: int
     model_version: int
-    def __init__(self, segment_id: _Optional[str] = ..., experiment: _Optional[str] = ..., frame_shape: _Optional[_Iterable[int]] = ..., frame_dtype: _Optional[str] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., to_play: _Optional[_Union[Tensor, _Mapping]] = ..., legal_masks: _Optional[_Union[Tensor, _Mapping]] = ..., policies: _Optional[_Union[Tensor, _Mapping]] = ..., root_values: _Optional[_Union[Tensor, _Mapping]] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., bootstrap_value: _Optional[float] = ..., bootstrap_to_play: _Optional[int] = ..., model_version: _Optional[int] = ...) -> None: ...
+    final_ownership: Tensor
+    def __init__(self, segment_id: _Optional[str] = ..., experiment: _Optional[str] = ..., frame_shape: _Optional[_Iterable[int]] = ..., frame_dtype: _Optional[str] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., rewards: _Optional[_Union[Tensor, _Mapping]] = ..., to_play: _Optional[_Union[Tensor, _Mapping]] = ..., legal_masks: _Optional[_Union[Tensor, _Mapping]] = ..., policies: _Optional[_Union[Tensor, _Mapping]] = ..., root_values: _Optional[_Union[Tensor, _Mapping]] = ..., length: _Optional[int] = ..., terminated: _Optional[bool] = ..., bootstrap_value: _Optional[float] = ..., bootstrap_to_play: _Optional[int] = ..., model_version: _Optional[int] = ..., final_ownership: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class ReanalysedTargets(_message.Message):
     __slots__ = ("segment_id", "policies", "root_values", "model_version")
@@ -117,7 +121,7 @@ class SampleRequest(_message.Message):
     def __init__(self, batch_size: _Optional[int] = ..., num_batches: _Optional[int] = ..., uniform: _Optional[bool] = ..., bootstrap_observations: _Optional[bool] = ...) -> None: ...
 
 class TrainingBatch(_message.Message):
-    __slots__ = ("observations", "actions", "target_values", "target_rewards", "target_policies", "value_mask", "reward_mask", "policy_mask", "weights", "segment_ids", "positions", "model_versions", "bootstrap_mask", "bootstrap_scale", "bootstrap_stored_values", "bootstrap_observations")
+    __slots__ = ("observations", "actions", "target_values", "target_rewards", "target_policies", "value_mask", "reward_mask", "policy_mask", "weights", "segment_ids", "positions", "model_versions", "bootstrap_mask", "bootstrap_scale", "bootstrap_stored_values", "bootstrap_observations", "target_ownership", "ownership_mask")
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     TARGET_VALUES_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +138,8 @@ class TrainingBatch(_message.Message):
     BOOTSTRAP_SCALE_FIELD_NUMBER: _ClassVar[int]
     BOOTSTRAP_STORED_VALUES_FIELD_NUMBER: _ClassVar[int]
     BOOTSTRAP_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_OWNERSHIP_FIELD_NUMBER: _ClassVar[int]
+    OWNERSHIP_MASK_FIELD_NUMBER: _ClassVar[int]
     observations: Tensor
     actions: Tensor
     target_values: Tensor
@@ -150,7 +156,9 @@ class TrainingBatch(_message.Message):
     bootstrap_scale: Tensor
     bootstrap_stored_values: Tensor
     bootstrap_observations: Tensor
-    def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., target_values: _Optional[_Union[Tensor, _Mapping]] = ..., target_rewards: _Optional[_Union[Tensor, _Mapping]] = ..., target_policies: _Optional[_Union[Tensor, _Mapping]] = ..., value_mask: _Optional[_Union[Tensor, _Mapping]] = ..., reward_mask: _Optional[_Union[Tensor, _Mapping]] = ..., policy_mask: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., segment_ids: _Optional[_Iterable[str]] = ..., positions: _Optional[_Union[Tensor, _Mapping]] = ..., model_versions: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_mask: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_scale: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_stored_values: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_observations: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    target_ownership: Tensor
+    ownership_mask: Tensor
+    def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., target_values: _Optional[_Union[Tensor, _Mapping]] = ..., target_rewards: _Optional[_Union[Tensor, _Mapping]] = ..., target_policies: _Optional[_Union[Tensor, _Mapping]] = ..., value_mask: _Optional[_Union[Tensor, _Mapping]] = ..., reward_mask: _Optional[_Union[Tensor, _Mapping]] = ..., policy_mask: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., segment_ids: _Optional[_Iterable[str]] = ..., positions: _Optional[_Union[Tensor, _Mapping]] = ..., model_versions: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_mask: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_scale: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_stored_values: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_observations: _Optional[_Union[Tensor, _Mapping]] = ..., target_ownership: _Optional[_Union[Tensor, _Mapping]] = ..., ownership_mask: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class PriorityUpdate(_message.Message):
     __slots__ = ("segment_ids", "positions", "priorities")
