@@ -36,3 +36,17 @@ def test_gnugo_plays_a_5x5_game_against_the_engine(go5_checkpoint, tmp_path):
     assert game.get_size() == 5 and root.get("KM") == 7.5 and root.get("RE")
     assert {root.get("PB"), root.get("PW")} == {"muzero", "GNU Go level 0"}
     assert len(game.get_main_sequence()) > 2  # moves were recorded
+
+
+def test_games_in_parallel_give_the_same_kind_of_record(go5_checkpoint, tmp_path):
+    if find_gnugo() is None:
+        pytest.skip("GNU Go is not installed (scripts/install_tools.sh installs it)")
+    summary = bench().play_match_parallel(
+        str(go5_checkpoint), simulations=4, games=4, size=5, komi=7.5, level=0, sgf_dir=tmp_path, workers=2
+    )
+    assert summary["games"] == 4 and summary["wins"] + summary["losses"] == 4
+    assert summary["wins_as_black"] + summary["wins_as_white"] == summary["wins"]
+    files = sorted(tmp_path.glob("*.sgf"))
+    assert [f.name for f in files] == [f"game_{i:04d}.sgf" for i in range(4)]
+    colors = [sgf.Sgf_game.from_bytes(f.read_bytes()).get_player_name("b") for f in files]
+    assert colors == ["muzero", "GNU Go level 0", "muzero", "GNU Go level 0"]  # colours alternate

@@ -230,3 +230,13 @@ def test_auxiliary_heads_need_the_board_network():
 
     with pytest.raises(ConfigError, match="network.ownership_head"):
         config_module.load("tictactoe", ["network.ownership_head=true"])
+
+
+def test_only_a_board_network_plays_other_sizes():
+    from muzero.acting.analysis import NetworkGoSearcher
+
+    board = NetworkGoSearcher(build_network(CONFIG, (12, 5, 5), 26), 5)
+    resnet_config = NetworkConfig(kind="resnet", channels=8, num_blocks=1, value_support=1, reward_support=1)
+    resnet = NetworkGoSearcher(build_network(resnet_config, (12, 5, 5), 26), 5)
+    assert board.supports_size(5) and board.supports_size(9) and board.supports_size(19)
+    assert resnet.supports_size(5) and not resnet.supports_size(9)

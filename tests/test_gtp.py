@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from muzero.envs.go import parse_vertex
 from muzero.transport.gtp_client import GtpClient, GtpError
 
 MUZERO = [sys.executable, "-m", "muzero.cli"]
@@ -44,9 +45,13 @@ def test_a_scripted_session_with_every_command(go5_checkpoint):
             "lz-analyze",
         }
         assert required <= commands
-        assert gtp.command("boardsize 5") == ""
+        # A board network is fully convolutional: trained on 5x5, it plays 7x7 too.
+        assert gtp.command("boardsize 7") == ""
+        move = gtp.command("genmove black")
+        assert move.lower() == "pass" or parse_vertex(move, 7) < 49
         with pytest.raises(GtpError, match="unacceptable size"):
-            gtp.command("boardsize 9")  # the network's heads are sized for 5x5
+            gtp.command("boardsize 26")
+        assert gtp.command("boardsize 5") == ""
         gtp.command("clear_board")
         gtp.command("komi 0.5")
         gtp.command("play black C3")

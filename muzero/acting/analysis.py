@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from muzero.envs.go import GoRules
+from muzero.nn.board import BoardNetwork
 from muzero.nn.networks import MuZeroNetwork
 from muzero.search.mcts import MCTS
 from muzero.search.step_fns import LearnedModel, NetworkEvaluator, SimulatorModel
@@ -83,7 +84,9 @@ class NetworkGoSearcher:
         self._searches: dict[int, MCTS] = {}
 
     def supports_size(self, size: int) -> bool:
-        return size == self.size  # the network's heads are sized for its board
+        """Any size for a board network (fully convolutional); only its own board for others,
+        whose heads are sized for it."""
+        return size == self.size or isinstance(self.network, BoardNetwork)
 
     def _search(self, num_actions: int) -> MCTS:
         if num_actions not in self._searches:

@@ -29,9 +29,10 @@ class EpisodeStats:
     resignations: int = 0
     """Games of this step that ended by a resignation."""
     resign_checks: int = 0
-    """Games of this step played without resignation in which a player would have resigned."""
+    """Would-be resignations checked: players who would have resigned in games of this step
+    played out without resigning (search.no_resign_fraction)."""
     resign_wrong: int = 0
-    """Of those, the games the player who would have resigned did not lose."""
+    """Of those, the players who did not lose the game after all."""
 
 
 class SelfPlay:

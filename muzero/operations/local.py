@@ -46,6 +46,10 @@ class TrainResult:
     reached_target_at: CurvePoint | None
 
 
+RESIGN_LOG_GAMES = 2_000
+"""With search.resign, the resignation figures are logged every this many games."""
+
+
 @dataclass
 class ResignTally:
     """Self-play's resignations over a run (``search.resign``)."""
@@ -128,6 +132,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
     start = time.monotonic()
     last_eval_return = None
     resigns = ResignTally()
+    next_resign_log = RESIGN_LOG_GAMES
 
     def save() -> None:
         checkpoints.save_learner(learner)
@@ -153,13 +158,13 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
 
     with progress:
         progress.log(support_fit.summary())
-        if config.warm_start.enabled:
-            from muzero.operations.warm_start import warm_start  # Go only: GTP, SGF
-
-            warm_start(config, run_dir, learner, replay, rng, progress)
-            selfplay.set_weights(network.state_dict(), version=learner.step)
-            save()
         try:
+            if config.warm_start.enabled:
+                from muzero.operations.warm_start import warm_start  # Go only: GTP, SGF
+
+                warm_start(config, run_dir, learner, replay, rng, progress)
+                selfplay.set_weights(network.state_dict(), version=learner.step)
+                save()
             while selfplay.env_steps < training.max_env_steps:
                 if training.max_wall_s and time.monotonic() - start > training.max_wall_s:
                     progress.log(f"stopping: wall-time limit of {training.max_wall_s:.0f} s reached")
@@ -170,6 +175,9 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                 episodes += len(stats.returns)
                 recent_returns.extend(stats.returns)
                 resigns.add(stats)
+                if config.search.resign and episodes >= next_resign_log:
+                    next_resign_log += RESIGN_LOG_GAMES
+                    progress.log(resigns.summary(episodes))
 
                 if replay.num_transitions >= config.replay.min_size:
                     trained_before = learner.step
