@@ -2,6 +2,7 @@
 
     python benchmarks/go.py CHECKPOINT [--games 100] [--level 1] [--simulations 400]
                             [--komi 7.5] [--sgf-dir DIR] [--train-wall-s S] [--parallel P]
+                            [--opening-moves K] [--seed S]
 
 GNU Go runs as ``gnugo --mode gtp --chinese-rules --capture-all-dead
 --positional-superko --level L`` (Debian's ``apt-get install gnugo``); our side is
@@ -12,7 +13,10 @@ finished game is scored by our Tromp-Taylor count, which decides it, and by
 GNU Go's ``final_score``; the two disagree only where dead stones were left on
 the board (GNU Go judges them, Tromp-Taylor counts them), and the disagreements
 are reported. Every game is written as SGF (sgfmill). ``--parallel P`` plays P games
-at a time, each in its own process with its own engine and GNU Go.
+at a time, each in its own process with its own engine and GNU Go. Both players are
+close to deterministic, so from the empty board 100 games repeat a handful of lines
+(``distinct_games`` in the summary says how many); ``--opening-moves K`` starts each
+pair of games, one per colour, from its own K random moves.
 
 Progress goes to stderr; the last line of stdout is one JSON object:
 ``{"board": 9, "opponent": "gnugo-1", "games": ..., "wins": ..., "losses": ...,
@@ -31,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from muzero.envs.go import GoRules, parse_vertex
+import numpy as np
+
+from muzero.envs.go import GoRules, parse_vertex, vertex_name
 from muzero.envs.go.sgf import GoRecord, record_to_sgf
 from muzero.transport.gtp_client import GtpClient, gnugo_command
 from muzero.transport.gtp_engine import GtpEngine
@@ -77,10 +83,37 @@ class GameRecord:
     gnugo_score: str
     we_won: bool
     ended_by: str
+    opening: int = 0
+    """How many of ``moves`` were the random opening."""
 
 
-def play_game(ours: Any, gnugo: GtpClient, size: int, komi: float, our_color: str, number: int) -> GameRecord:
-    """One game; ``ours`` and ``gnugo`` answer GTP commands (text in, answer out)."""
+def opening(size: int, komi: float, moves: int, seed: int, pair: int) -> tuple[int, ...]:
+    """``moves`` random legal moves (no pass) from the empty board, the same for both games
+    of a pair (colours swapped): the players meet in varied positions, on equal terms."""
+    rules = GoRules(size, komi)
+    state = rules.initial_states(1)
+    rng = np.random.default_rng([seed, pair])
+    played = []
+    for _ in range(moves):
+        legal = rules.legal_mask(state)[0]
+        legal[size * size] = False
+        action = int(rng.choice(np.flatnonzero(legal)))
+        state, _, _ = rules.step(state, [action])
+        played.append(action)
+    return tuple(played)
+
+
+def play_game(
+    ours: Any,
+    gnugo: GtpClient,
+    size: int,
+    komi: float,
+    our_color: str,
+    number: int,
+    opening_moves: tuple[int, ...] = (),
+) -> GameRecord:
+    """One game; ``ours`` and ``gnugo`` answer GTP commands (text in, answer out). The game
+    starts with ``opening_moves``, played on both boards."""
     rules = GoRules(size, komi)
     state = rules.initial_states(1)
     for side in (ours, gnugo):
@@ -88,6 +121,12 @@ def play_game(ours: Any, gnugo: GtpClient, size: int, komi: float, our_color: st
         side.command("clear_board")
         side.command(f"komi {komi:g}")
     moves: list[tuple[str, str]] = []
+    for action in opening_moves:
+        color, vertex = COLORS[int(rules.to_play(state)[0])], vertex_name(action, size)
+        for side in (ours, gnugo):
+            side.command(f"play {color} {vertex}")
+        state, _, _ = rules.step(state, [action])
+        moves.append((color, vertex))
     ended_by = "passes"
     resigned: str | None = None
     while not rules.is_terminal(state)[0]:
@@ -112,7 +151,7 @@ def play_game(ours: Any, gnugo: GtpClient, size: int, komi: float, our_color: st
     else:
         result = our_score
     we_won = result.startswith(our_color[0].upper())
-    return GameRecord(number, our_color, moves, result, our_score, gnugo_score, we_won, ended_by)
+    return GameRecord(number, our_color, moves, result, our_score, gnugo_score, we_won, ended_by, len(opening_moves))
 
 
 def write_sgf(record: GameRecord, size: int, komi: float, path: Path, gnugo_name: str) -> None:
@@ -121,6 +160,7 @@ def write_sgf(record: GameRecord, size: int, komi: float, path: Path, gnugo_name
         size=size,
         komi=komi,
         moves=tuple(parse_vertex(vertex, size) for _, vertex in record.moves),
+        random_moves=frozenset(range(record.opening)),
         result=record.result,
         black=names["black"],
         white=names["white"],
@@ -154,6 +194,7 @@ def summarize(records: list[GameRecord], size: int, level: int) -> dict[str, Any
         "wins_as_black": sum(r.we_won for r in records if r.our_color == "black"),
         "wins_as_white": sum(r.we_won for r in records if r.our_color == "white"),
         "ended_by": {kind: sum(r.ended_by == kind for r in records) for kind in ("passes", "resignation", "move cap")},
+        "distinct_games": len({tuple(r.moves) for r in records}),
     }
 
 
@@ -164,8 +205,11 @@ def play_match(
     komi: float,
     level: int,
     sgf_dir: Path | None = None,
+    opening_moves: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """``games`` games against GNU Go at ``level``, colours alternating (ours Black first)."""
+    """``games`` games against GNU Go at ``level``, colours alternating (ours Black first),
+    each pair of games from its own random opening of ``opening_moves`` moves."""
     ours = EngineSide(engine)
     records: list[GameRecord] = []
     if sgf_dir is not None:
@@ -173,7 +217,8 @@ def play_match(
     with GtpClient(gnugo_command(size, level=level, komi=komi, positional_superko=True)) as gnugo:
         for number in range(games):
             began = time.perf_counter()
-            record = play_game(ours, gnugo, size, komi, COLORS[number % 2], number)
+            start = opening(size, komi, opening_moves, seed, number // 2)
+            record = play_game(ours, gnugo, size, komi, COLORS[number % 2], number, start)
             records.append(record)
             if sgf_dir is not None:
                 write_sgf(record, size, komi, sgf_dir / f"game_{number:04d}.sgf", f"GNU Go level {level}")
@@ -186,19 +231,29 @@ def play_match(
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(checkpoint: str, simulations: int, komi: float, level: int) -> None:
+def _start_worker(checkpoint: str, simulations: int, komi: float, level: int, opening_moves: int, seed: int) -> None:
     engine, size = build_engine(checkpoint, simulations, komi)
     gnugo = GtpClient(gnugo_command(size, level=level, komi=komi, positional_superko=True))
-    _worker.update(engine=EngineSide(engine), gnugo=gnugo, size=size, komi=komi)
+    _worker.update(engine=EngineSide(engine), gnugo=gnugo, size=size, komi=komi, opening=opening_moves, seed=seed)
 
 
 def _play_one(number: int) -> GameRecord:
     w = _worker
-    return play_game(w["engine"], w["gnugo"], w["size"], w["komi"], COLORS[number % 2], number)
+    start = opening(w["size"], w["komi"], w["opening"], w["seed"], number // 2)
+    return play_game(w["engine"], w["gnugo"], w["size"], w["komi"], COLORS[number % 2], number, start)
 
 
 def play_match_parallel(
-    checkpoint: str, simulations: int, games: int, size: int, komi: float, level: int, sgf_dir: Path, workers: int
+    checkpoint: str,
+    simulations: int,
+    games: int,
+    size: int,
+    komi: float,
+    level: int,
+    sgf_dir: Path,
+    workers: int,
+    opening_moves: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """As :func:`play_match`, ``workers`` games at a time, each worker process with its own
     engine (one torch thread) and its own GNU Go; the games come back as plain records."""
@@ -208,7 +263,7 @@ def play_match_parallel(
     records: list[GameRecord] = []
     began = time.perf_counter()
     with ProcessPoolExecutor(
-        workers, initializer=_start_worker, initargs=(checkpoint, simulations, komi, level)
+        workers, initializer=_start_worker, initargs=(checkpoint, simulations, komi, level, opening_moves, seed)
     ) as pool:
         for record in pool.map(_play_one, range(games)):
             records.append(record)
@@ -242,6 +297,14 @@ def main() -> None:
     parser.add_argument("--sgf-dir", type=Path, help="where to write the games (default: next to the checkpoint)")
     parser.add_argument("--train-wall-s", type=float, help="the checkpoint's training time, for the record")
     parser.add_argument("--parallel", type=int, default=1, help="games played at once, one process each (default 1)")
+    parser.add_argument(
+        "--opening-moves",
+        type=int,
+        default=0,
+        help="start each pair of games (colours swapped) from this many random moves, so that two "
+        "deterministic players meet in varied games (default 0: the empty board)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random openings")
     args = parser.parse_args()
 
     from muzero.cli import _load_network
@@ -254,11 +317,21 @@ def main() -> None:
     began = time.perf_counter()
     if args.parallel > 1:
         summary = play_match_parallel(
-            args.checkpoint, args.simulations, args.games, size, args.komi, args.level, sgf_dir, args.parallel
+            args.checkpoint,
+            args.simulations,
+            args.games,
+            size,
+            args.komi,
+            args.level,
+            sgf_dir,
+            args.parallel,
+            args.opening_moves,
+            args.seed,
         )
     else:
         engine, _ = build_engine(args.checkpoint, args.simulations, args.komi)
-        summary = play_match(engine, args.games, size, args.komi, args.level, sgf_dir)
+        summary = play_match(engine, args.games, size, args.komi, args.level, sgf_dir, args.opening_moves, args.seed)
+    summary["opening_moves"] = args.opening_moves
     summary["train_wall_s"] = args.train_wall_s
     summary["simulations"] = args.simulations
     summary["checkpoint_step"] = checkpoint.step

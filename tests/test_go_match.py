@@ -5,6 +5,7 @@ from sgfmill import sgf
 
 from muzero.acting.analysis import NetworkGoSearcher
 from muzero.cli import _load_network
+from muzero.envs.go.sgf import record_from_sgf
 from muzero.transport.gtp_client import find_gnugo
 from muzero.transport.gtp_engine import GtpEngine
 from tests.benchmark_modules import load_benchmark
@@ -25,7 +26,7 @@ def test_gnugo_plays_a_5x5_game_against_the_engine(go5_checkpoint, tmp_path):
         pytest.skip("GNU Go is not installed (scripts/install_tools.sh installs it)")
     config, network, _, env = _load_network(str(go5_checkpoint))
     engine = GtpEngine(NetworkGoSearcher(network, 5), 5, 7.5, simulations=8, resign_threshold=0.0)
-    summary = bench().play_match(engine, games=2, size=5, komi=7.5, level=0, sgf_dir=tmp_path)
+    summary = bench().play_match(engine, games=2, size=5, komi=7.5, level=0, sgf_dir=tmp_path, opening_moves=2)
     assert summary["games"] == 2 and summary["wins"] + summary["losses"] == 2
     assert 0 <= summary["wilson95"][0] <= summary["win_rate"] <= summary["wilson95"][1] <= 1
     assert sum(summary["ended_by"].values()) == 2
@@ -36,6 +37,12 @@ def test_gnugo_plays_a_5x5_game_against_the_engine(go5_checkpoint, tmp_path):
     assert game.get_size() == 5 and root.get("KM") == 7.5 and root.get("RE")
     assert {root.get("PB"), root.get("PW")} == {"muzero", "GNU Go level 0"}
     assert len(game.get_main_sequence()) > 2  # moves were recorded
+    # Both games of the pair open with the same two random moves, marked as such.
+    records = [record_from_sgf(f.read_bytes()) for f in files]
+    assert records[0].moves[:2] == records[1].moves[:2]
+    assert all(r.random_moves == frozenset({0, 1}) for r in records)
+    assert bench().opening(5, 7.5, 2, 0, 0) == records[0].moves[:2]
+    assert bench().opening(5, 7.5, 2, 0, 1) != records[0].moves[:2]
 
 
 def test_games_in_parallel_give_the_same_kind_of_record(go5_checkpoint, tmp_path):
