@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from muzero.envs.go import GoRules, parse_vertex, vertex_name
+from muzero.envs.go.openings import random_opening
 from muzero.envs.go.sgf import GoRecord, record_to_sgf
 from muzero.transport.gtp_client import GtpClient, gnugo_command
 from muzero.transport.gtp_engine import GtpEngine
@@ -90,17 +91,7 @@ class GameRecord:
 def opening(size: int, komi: float, moves: int, seed: int, pair: int) -> tuple[int, ...]:
     """``moves`` random legal moves (no pass) from the empty board, the same for both games
     of a pair (colours swapped): the players meet in varied positions, on equal terms."""
-    rules = GoRules(size, komi)
-    state = rules.initial_states(1)
-    rng = np.random.default_rng([seed, pair])
-    played = []
-    for _ in range(moves):
-        legal = rules.legal_mask(state)[0]
-        legal[size * size] = False
-        action = int(rng.choice(np.flatnonzero(legal)))
-        state, _, _ = rules.step(state, [action])
-        played.append(action)
-    return tuple(played)
+    return random_opening(GoRules(size, komi), moves, np.random.default_rng([seed, pair]))
 
 
 def play_game(

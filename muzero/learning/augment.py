@@ -78,15 +78,13 @@ def augment_d4(batch: Batch[np.ndarray], rng: np.random.Generator) -> Batch[np.n
     points = size * size
     sources, targets = point_sources(size), point_targets(size)
     chosen = rng.integers(0, NUM_TRANSFORMS, size=batch.size)
-    new_observations = np.empty_like(observations)
+    new_observations = observations.copy()
     actions = batch.actions.copy()
     policies = batch.target_policies.copy()
     ownership = None if batch.target_ownership is None else batch.target_ownership.copy()
-    for t in range(NUM_TRANSFORMS):
+    for t in range(1, NUM_TRANSFORMS):  # 0 is the identity: those rows stay as copied
         rows = np.flatnonzero(chosen == t)
-        if not rows.size or t == 0:
-            if rows.size:
-                new_observations[rows] = observations[rows]
+        if not rows.size:
             continue
         new_observations[rows] = transform_planes(observations[rows], t)
         moved = actions[rows]

@@ -52,9 +52,10 @@ class GlobalPoolingBias(nn.Module):
         self.norm = nn.BatchNorm2d(pooled)
         self.linear = nn.Linear(3 * pooled, biased)
 
-    def forward(self, x: Tensor, g: Tensor) -> Tensor:
-        bias = self.linear(pooled_features(torch.relu(self.norm(g))))
-        return x + bias[:, :, None, None]
+    def forward(self, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+        """``x`` plus the bias, and the pooled features of ``g`` it came from (B, 3 * pooled)."""
+        pooled = pooled_features(torch.relu(self.norm(g)))
+        return x + self.linear(pooled)[:, :, None, None], pooled
 
 
 class GlobalPoolingBlock(nn.Module):
@@ -76,7 +77,7 @@ class GlobalPoolingBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv1(x)
         regular, pooled = y[:, : -self.pooled], y[:, -self.pooled :]
-        y = torch.relu(self.norm1(self.pool(regular, pooled)))
+        y = torch.relu(self.norm1(self.pool(regular, pooled)[0]))
         return torch.relu(x + self.norm2(self.conv2(y)))
 
 
@@ -100,13 +101,11 @@ class BoardPolicyHead(nn.Module):
         self.pass_logit = nn.Linear(3 * head, 1) if has_pass else None
 
     def forward(self, x: Tensor) -> Tensor:
-        g = self.pool_conv(x)
-        p = torch.relu(self.norm(self.pool(self.point_conv(x), g)))
-        points = self.logit(p).flatten(1)
+        biased, pooled = self.pool(self.point_conv(x), self.pool_conv(x))
+        points = self.logit(torch.relu(self.norm(biased))).flatten(1)
         if self.pass_logit is None:
             return points
-        pass_logit = self.pass_logit(pooled_features(torch.relu(self.pool.norm(g))))
-        return torch.cat([points, pass_logit], dim=1)
+        return torch.cat([points, self.pass_logit(pooled)], dim=1)
 
 
 class BoardScalarHead(nn.Module):

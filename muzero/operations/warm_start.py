@@ -27,6 +27,7 @@ import numpy as np
 
 from muzero.config import ExperimentConfig
 from muzero.envs.go import GoRules, parse_vertex, vertex_name
+from muzero.envs.go.openings import random_opening
 from muzero.envs.go.sgf import GoRecord, record_from_sgf, record_to_sgf
 from muzero.envs.vector import make_board_game
 from muzero.learning.batch import batch_from_sample
@@ -64,17 +65,14 @@ def play_gnugo_game(engine: GtpClient, rules: GoRules, random_moves: int, rng: n
     """One game of GNU Go against itself after ``random_moves`` random opening moves."""
     size = rules.size
     engine.command("clear_board")
+    opening = random_opening(rules, random_moves, rng)
     state = rules.initial_states(1)
     moves: list[int] = []
     resigned: int | None = None
     while not rules.is_terminal(state)[0]:
         color = "black" if int(rules.to_play(state)[0]) == 0 else "white"
-        if len(moves) < random_moves:
-            legal = rules.legal_mask(state)[0]
-            legal[size * size] = False
-            if not legal.any():
-                break
-            action = int(rng.choice(np.flatnonzero(legal)))
+        if len(moves) < len(opening):
+            action = opening[len(moves)]
             engine.command(f"play {color} {vertex_name(action, size)}")
         else:
             vertex = engine.command(f"genmove {color}")
@@ -95,7 +93,7 @@ def play_gnugo_game(engine: GtpClient, rules: GoRules, random_moves: int, rng: n
         komi=rules.komi,
         moves=tuple(moves),
         result=result,
-        random_moves=frozenset(range(min(random_moves, len(moves)))),
+        random_moves=frozenset(range(min(len(opening), len(moves)))),
         black="GNU Go",
         white="GNU Go",
     )
