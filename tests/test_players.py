@@ -196,3 +196,14 @@ def test_uct_rejects_bad_parameters():
         UCTPlayer(GAME, num_simulations=0)
     with pytest.raises(ValueError, match="exploration"):
         UCTPlayer(GAME, exploration=-1.0)
+
+
+def test_uct_with_n_playouts_is_an_opponent_of_every_game():
+    from muzero.envs.registry import get_game
+
+    for game_id in ("tictactoe", "go5"):
+        player = get_game(game_id).opponent("uct:37")
+        assert isinstance(player, UCTPlayer) and player.num_simulations == 37
+    for bad in ("uct:0", "uct:many", "uct:"):
+        with pytest.raises(ValueError, match="uct:N needs N >= 1"):
+            get_game("tictactoe").opponent(bad)
