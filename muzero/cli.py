@@ -65,9 +65,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = result.curve[-1] if result.curve else None
     summary = f"muzero: {result.env_steps:,} env steps, {result.learner_steps:,} learner steps in {result.wall_s:.0f} s"
     if last is not None:
-        summary += f"; last evaluation {last.eval_mean_return:.2f} ± {last.eval_std_return:.2f}"
+        summary += (
+            f"; last evaluation {last.eval_mean_return:.2f} (standard error {last.eval_stderr_return:.2f} "
+            f"over {last.eval_episodes} episodes)"
+        )
     print(summary, file=sys.stderr)
-    curve = f"{run_dir / 'curve.csv'} and {run_dir / 'curve.png'}"
+    curve = f"{run_dir / 'curve.csv'}, {run_dir / 'curve.png'} and TensorBoard's {run_dir / 'tensorboard'}"
     print(f"muzero: checkpoints in {run_dir / 'checkpoints'}, curve in {curve}", file=sys.stderr)
     return 130 if result.interrupted else 0
 

@@ -218,6 +218,13 @@ class TrainingConfig:
     averaged over the board (KataGo's 1.5 / points, summed)."""
     score_loss_weight: float = 0.5
     """With network.score_head: weight of the squared error of the final margin over points."""
+    consistency_loss_weight: float = 0.0
+    """Weight of EfficientZero's self-supervised consistency loss (Ye et al. 2021: 2.0): at
+    each unrolled step, the negative cosine similarity between the projected and predicted
+    dynamics output and the projection of the representation of the observation actually
+    seen there (gradient stopped, SimSiam-style). 0 leaves it out."""
+    consistency_projection_size: int = 256
+    """Width of the consistency loss's projection (its predictor's bottleneck is a quarter)."""
     bootstrap: Literal["stored", "target_network"] = "target_network"
     """What n-step value targets bootstrap from: the root values stored at play time, or
     the stored observations re-evaluated by a target network (fresher, costs a forward pass)."""
@@ -251,6 +258,8 @@ class TrainingConfig:
         _require(self.learning_rate > 0, "training.learning_rate", "must be > 0")
         _require(self.ownership_loss_weight >= 0, "training.ownership_loss_weight", "must be >= 0")
         _require(self.score_loss_weight >= 0, "training.score_loss_weight", "must be >= 0")
+        _require(self.consistency_loss_weight >= 0, "training.consistency_loss_weight", "must be >= 0")
+        _require(self.consistency_projection_size >= 4, "training.consistency_projection_size", "must be >= 4")
         _require(self.lr_warmup_steps >= 0, "training.lr_warmup_steps", "must be >= 0")
         _require(self.weight_decay >= 0, "training.weight_decay", "must be >= 0")
         _require(self.max_grad_norm > 0, "training.max_grad_norm", "must be > 0")

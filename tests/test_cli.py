@@ -58,6 +58,23 @@ def test_train_writes_checkpoint_curve_and_plot(cartpole_run):
     assert "env steps=" in result.stderr  # the progress display
 
 
+def test_train_writes_tensorboard_scalars_of_its_curve(cartpole_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, _ = cartpole_run
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()  # tensorboard's own reader
+    tags = set(events.Tags()["scalars"])
+    assert {"eval/mean_return", "eval/stderr", "loss/total", "loss/value", "selfplay/env_steps_per_s"} <= tags
+    rows = list(csv.DictReader((run_dir / "curve.csv").open()))
+    evaluations = events.Scalars("eval/mean_return")
+    assert [e.step for e in evaluations] == [int(row["env_steps"]) for row in rows]
+    assert [e.value for e in evaluations] == pytest.approx([float(row["eval_mean_return"]) for row in rows])
+    stderr = [e.value for e in events.Scalars("eval/stderr")]
+    assert stderr == pytest.approx([float(row["eval_std_return"]) / 3**0.5 for row in rows])  # 3 episodes
+    assert all(e.step <= 640 and e.value > 0 for e in events.Scalars("loss/total"))
+
+
 def test_eval_reads_the_latest_checkpoint(cartpole_run):
     run_dir, _ = cartpole_run
     result = muzero("eval", str(run_dir / "checkpoints" / "latest"), "--episodes", "2")

@@ -46,6 +46,11 @@ class Batch(Generic[Array]):
     Present when any example's segment knows it (``Segment.final_ownership``)."""
     ownership_mask: Array | None = None
     """(B,) bool: the examples whose ``target_ownership`` is known."""
+    next_observations: Array | None = None
+    """(B, K, *stacked_shape): the stacked observation at each unrolled position t+1..t+K, the
+    target of the consistency loss (``training.consistency_loss_weight``); when asked for."""
+    next_observation_mask: Array | None = None
+    """(B, K) bool: the unrolled positions whose observation exists (before the segment's end)."""
 
     @property
     def size(self) -> int:
@@ -64,9 +69,10 @@ class Batch(Generic[Array]):
 
         # Keyword arguments by field name: Any, as mypy cannot match a dict's keys to the fields.
         arrays: dict[str, Any] = {name: tensor(getattr(self, name)) for name in BATCH_ARRAYS}
-        if self.target_ownership is not None and self.ownership_mask is not None:
-            arrays["target_ownership"] = tensor(np.asarray(self.target_ownership))
-            arrays["ownership_mask"] = tensor(np.asarray(self.ownership_mask))
+        for name, mask in (("target_ownership", "ownership_mask"), ("next_observations", "next_observation_mask")):
+            if getattr(self, name) is not None and getattr(self, mask) is not None:
+                arrays[name] = tensor(np.asarray(getattr(self, name)))
+                arrays[mask] = tensor(np.asarray(getattr(self, mask)))
         return Batch(**arrays, keys=self.keys, model_versions=self.model_versions)
 
 
@@ -87,13 +93,15 @@ def make_batch(
     weights: np.ndarray | None = None,
     bootstrap_value_fn: BootstrapValueFn | None = None,
     observations: np.ndarray | None = None,
+    next_observations: bool = False,
 ) -> Batch:
     """Assemble one example per (segments[b], positions[b]); ``weights`` defaults to 1.
 
     ``bootstrap_value_fn`` re-evaluates the values n-step targets bootstrap from
     (see :func:`~muzero.learning.targets.unroll_targets`). ``observations`` (B,
     *stacked_shape), when a store already read them, are used instead of the
-    segments' frames."""
+    segments' frames. ``next_observations`` adds the observations of the unrolled
+    positions (:func:`next_observation_targets`), read from the segments' frames."""
     positions = np.asarray(positions, dtype=np.int64)
     batch = len(segments)
     if batch == 0:
@@ -116,6 +124,8 @@ def make_batch(
     if observations is not None:
         if bootstrap_value_fn is not None:
             raise ValueError("observations: re-evaluating bootstrap values needs the segments' own frames")
+        if next_observations:
+            raise ValueError("observations: the observations of unrolled positions need the segments' own frames")
         if observations.shape[0] != batch:
             raise ValueError(f"observations: expected {batch} examples, got shape {observations.shape}")
         return _batch(observations, targets, weights, segments, positions)
@@ -129,7 +139,34 @@ def make_batch(
             )
         frames[b] = segment.observations[start : start + frame_stack]
 
-    return _batch(stack_frames(frames), targets, weights, segments, positions)
+    batch_out = _batch(stack_frames(frames), targets, weights, segments, positions)
+    if next_observations:
+        following, mask = next_observation_targets(segments, positions, unroll_steps)
+        batch_out = replace(batch_out, next_observations=following, next_observation_mask=mask)
+    return batch_out
+
+
+def next_observation_targets(
+    segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K, *stacked_shape) stacked observations at positions t+1..t+K of each example and
+    the (B, K) mask of those inside the segment. The observation after a segment's last step
+    is not stored (the state there is terminal or the next segment's), so it is masked, as
+    every later one; masked rows are zeros."""
+    positions = np.asarray(positions, dtype=np.int64)
+    stacked_shape = segments[0].stacked_observation(0).shape
+    following = np.zeros((len(segments), unroll_steps, *stacked_shape), dtype=segments[0].observations.dtype)
+    mask = np.zeros((len(segments), unroll_steps), dtype=bool)
+    offsets = np.arange(1, unroll_steps + 1)
+    for b, (segment, start) in enumerate(zip(segments, positions)):
+        at = int(start) + offsets
+        at = at[at < segment.num_steps]
+        if not at.size:
+            continue
+        frames = segment.observations[at[:, None] + np.arange(segment.frame_stack)]  # (n, fs, *obs_shape)
+        following[b, : at.size] = frames.reshape(at.size, *stacked_shape)
+        mask[b, : at.size] = True
+    return following, mask
 
 
 def batch_from_sample(
@@ -140,6 +177,7 @@ def batch_from_sample(
 
     ``bootstrap_observations`` adds the terms a learner's target network needs to
     re-value the bootstrap targets (``training.bootstrap = "target_network"``).
+    ``training.consistency_loss_weight > 0`` adds the unrolled positions' observations.
     ``training.augment = "d4"`` puts each example under a random board symmetry
     (the bootstrap terms stay as stored: a value does not change with it)."""
     batch = make_batch(
@@ -152,6 +190,7 @@ def batch_from_sample(
         rng,
         weights=sampled.weights,
         observations=sampled.observations,
+        next_observations=training.consistency_loss_weight > 0,
     )
     terms = None
     if bootstrap_observations:

@@ -50,12 +50,12 @@ class Learner:
         self.device = torch.device(training.device)
         if training.augment == "d4":
             check_d4(tuple(observation_shape), num_actions)
+        stacked = stacked_observation_shape(tuple(observation_shape), config.env.frame_stack)
         if network is None:
             torch.manual_seed(training.seed)
-            stacked = stacked_observation_shape(tuple(observation_shape), config.env.frame_stack)
             network = build_network(config.network, stacked, num_actions)
         self.network = network.to(self.device)
-        self.trainer = Trainer(self.network, training)
+        self.trainer = Trainer(self.network, training, observation_shape=stacked)
         self.target = TargetNetwork(self.network, self.device) if training.bootstrap == "target_network" else None
 
     @property

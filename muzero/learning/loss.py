@@ -9,7 +9,9 @@ the dynamics function by 1/2", Appendix G). Each example is weighted by its
 importance weight; masks drop targets that do not exist (see targets.py).
 Networks with KataGo's auxiliary heads (muzero/nn/board.py) add, at the root, an
 ownership cross-entropy and a squared score error where the batch knows the
-episode's end.
+episode's end. With a consistency head (consistency.py), each unrolled step adds
+w_c * c_k * (negative cosine between the dynamics output and the representation
+of the observation seen there), where that observation exists.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from muzero.learning.batch import TorchBatch
+from muzero.learning.consistency import ConsistencyHead, negative_cosine
 from muzero.nn.support import Support, h
 
 HIDDEN_GRADIENT_SCALE = 0.5
@@ -86,8 +89,36 @@ def auxiliary_loss(
     return loss, parts
 
 
+def consistency_loss(network, head: ConsistencyHead, unrolled: list[Tensor], batch: TorchBatch) -> tuple[Tensor, float]:
+    """(B,) per-example sum over the unrolled steps of c_k * negative cosine, masked where
+    step t+k has no observation, and the masked mean similarity (for the logs: 1 is perfect)."""
+    if batch.next_observations is None or batch.next_observation_mask is None:
+        raise ValueError(
+            "the consistency loss needs batches with next_observations (make_batch(next_observations=True))"
+        )
+    batch_size, unroll_steps = batch.actions.shape
+    mask = batch.next_observation_mask.bool()
+    if tuple(mask.shape) != (batch_size, unroll_steps):
+        raise ValueError(f"next_observation_mask: expected shape {(batch_size, unroll_steps)}, got {tuple(mask.shape)}")
+    loss = torch.zeros(batch_size, device=mask.device)
+    if not mask.any():
+        return loss, 0.0
+    with torch.no_grad():
+        seen = network.initial_inference(batch.next_observations[mask]).hidden  # (M, *hidden), M masked steps
+    online = torch.stack(unrolled, dim=1)[mask]  # (M, *hidden), in the same (b, k) order
+    per_step = negative_cosine(head.online(online), head.target(seen))
+    rows = torch.nonzero(mask, as_tuple=True)[0]
+    loss = loss.index_add(0, rows, per_step / unroll_steps)
+    return loss, float(-per_step.detach().mean())
+
+
 def muzero_loss(
-    network, batch: TorchBatch, value_loss_weight: float, ownership_weight: float = 0.0, score_weight: float = 0.0
+    network,
+    batch: TorchBatch,
+    value_loss_weight: float,
+    ownership_weight: float = 0.0,
+    score_weight: float = 0.0,
+    consistency: tuple[ConsistencyHead, float] | None = None,
 ) -> LossOutput:
     """Unroll ``network`` K steps along ``batch.actions`` and score it against the targets.
 
@@ -95,6 +126,8 @@ def muzero_loss(
     the K + 1 positions (scaled by c_k); total = value_loss_weight * value +
     reward + policy. ``value_targets_clipped`` and ``reward_targets_clipped`` are the
     fractions of the masked targets outside their support (clipped to its edge).
+    ``consistency`` (head, weight) adds the consistency loss (parts ``consistency``, its
+    weighted mean, and ``consistency_similarity``, the mean cosine similarity).
     """
     batch_size, unroll_steps = batch.actions.shape
     if batch.target_values.shape != (batch_size, unroll_steps + 1):
@@ -118,10 +151,12 @@ def muzero_loss(
     hidden = output.hidden
     auxiliary, auxiliary_parts = auxiliary_loss(network, hidden, batch, ownership_weight, score_weight)
     step_scale = 1.0 / unroll_steps
+    unrolled: list[Tensor] = []
     for k in range(1, unroll_steps + 1):
         hidden = scale_gradient(hidden, HIDDEN_GRADIENT_SCALE)
         output = network.recurrent_inference(hidden, batch.actions[:, k - 1])
         hidden = output.hidden
+        unrolled.append(hidden)
         value_loss = value_loss + step_scale * cross_entropy(output.value_logits, value_probs[:, k]) * value_mask[:, k]
         reward_loss = (
             reward_loss + step_scale * cross_entropy(output.reward_logits, reward_probs[:, k]) * reward_mask[:, k]
@@ -138,6 +173,13 @@ def muzero_loss(
     total = value_loss_weight * value_mean + reward_mean + policy_mean
     if auxiliary is not None:
         total = total + (weights * auxiliary).mean()
+    consistency_parts = {}
+    if consistency is not None:
+        head, weight = consistency
+        per_example, similarity = consistency_loss(network, head, unrolled, batch)
+        consistency_mean = (weights * per_example).mean()
+        total = total + weight * consistency_mean
+        consistency_parts = {"consistency": float(consistency_mean.detach()), "consistency_similarity": similarity}
     priorities = (root_value - batch.target_values[:, 0].float()).abs().cpu().numpy()
     parts = {
         "value": float(value_mean.detach()),
@@ -147,5 +189,6 @@ def muzero_loss(
         "value_targets_clipped": clipped_fraction(value_support, batch.target_values, batch.value_mask),
         "reward_targets_clipped": clipped_fraction(reward_support, batch.target_rewards, batch.reward_mask),
         **auxiliary_parts,
+        **consistency_parts,
     }
     return LossOutput(total=total, parts=parts, priorities=priorities)

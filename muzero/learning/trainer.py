@@ -23,6 +23,7 @@ from torch import nn
 
 from muzero.config import TrainingConfig
 from muzero.learning.batch import Batch, TorchBatch
+from muzero.learning.consistency import ConsistencyHead, hidden_shape_of
 from muzero.learning.loss import muzero_loss
 from muzero.nn.networks import MuZeroNetwork
 
@@ -37,14 +38,24 @@ def learning_rate_at(step: int, config: TrainingConfig) -> float:
 class Trainer:
     """Owns the optimizer of ``network`` and applies one update per :meth:`train_step`."""
 
-    def __init__(self, network: nn.Module, config: TrainingConfig):
+    def __init__(self, network: nn.Module, config: TrainingConfig, observation_shape: tuple[int, ...] | None = None):
+        """``observation_shape`` (stacked) sizes the consistency head; needed only with
+        ``training.consistency_loss_weight > 0``."""
         config.validate()
         self.network = network
         self.config = config
         self.device = torch.device(config.device)
         self.network.to(self.device)
-        decayed = [p for p in network.parameters() if p.ndim >= 2]
-        not_decayed = [p for p in network.parameters() if p.ndim < 2]
+        self.consistency: ConsistencyHead | None = None
+        parameters = list(network.parameters())
+        if config.consistency_loss_weight > 0:
+            if observation_shape is None:
+                raise ValueError("training.consistency_loss_weight > 0: the trainer needs the observation shape")
+            hidden_shape = hidden_shape_of(network, tuple(observation_shape), self.device)
+            self.consistency = ConsistencyHead(hidden_shape, config.consistency_projection_size).to(self.device)
+            parameters += list(self.consistency.parameters())
+        decayed = [p for p in parameters if p.ndim >= 2]
+        not_decayed = [p for p in parameters if p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decayed, "weight_decay": config.weight_decay}, {"params": not_decayed, "weight_decay": 0.0}],
             lr=learning_rate_at(0, config),
@@ -61,12 +72,23 @@ class Trainer:
             group["lr"] = learning_rate
         self.network.train()
         config = self.config
+        consistency = None
+        if self.consistency is not None:
+            self.consistency.train()
+            consistency = (self.consistency, config.consistency_loss_weight)
         loss = muzero_loss(
-            self.network, batch, config.value_loss_weight, config.ownership_loss_weight, config.score_loss_weight
+            self.network,
+            batch,
+            config.value_loss_weight,
+            config.ownership_loss_weight,
+            config.score_loss_weight,
+            consistency=consistency,
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for group in self.optimizer.param_groups for p in group["params"]], self.config.max_grad_norm
+        )
         self.optimizer.step()
         self.step += 1
         return {
@@ -94,6 +116,9 @@ class Trainer:
             {key: (list(value) if isinstance(value, tuple) else value) for key, value in group.items()}
             for group in optimizer_state["param_groups"]
         ]
+        if self.consistency is not None:  # trained with the network, used only by the loss
+            for name, value in self.consistency.state_dict().items():
+                tensors[f"consistency.{name}"] = value.detach().to("cpu", copy=True).contiguous()
         return {"tensors": tensors, "meta": {"step": self.step, "param_groups": groups, "scalars": scalars}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -109,11 +134,31 @@ class Trainer:
                 f"trainer state: {len(groups)} parameter groups, optimizer has {len(self.optimizer.param_groups)}"
             )
         per_param: dict[int, dict[str, Any]] = {}
+        head: dict[str, torch.Tensor] = {}
         for key, value in tensors.items():
-            prefix, index, name = key.split(".", 2)
-            if prefix != "optimizer":
+            prefix, _, rest = key.partition(".")
+            if prefix == "consistency":
+                head[rest] = value.clone()
+                continue
+            if prefix != "optimizer" or "." not in rest:
                 raise ValueError(f"trainer state: unexpected tensor {key!r}")
+            index, name = rest.split(".", 1)
             per_param.setdefault(int(index), {})[name] = value.clone()  # never share the caller's tensors
+        if bool(head) != (self.consistency is not None):
+            raise ValueError(
+                "trainer state: "
+                + (
+                    "has a consistency head, but training.consistency_loss_weight is 0"
+                    if head
+                    else "has no consistency head"
+                )
+                + " (the optimizer state is of a run with the other setting)"
+            )
+        if self.consistency is not None:
+            try:
+                self.consistency.load_state_dict(head)
+            except RuntimeError as error:
+                raise ValueError(f"trainer state: consistency head: {error}") from None
         for index, values in meta.get("scalars", {}).items():
             per_param.setdefault(int(index), {}).update(values)
         restored_groups = [

@@ -1,4 +1,5 @@
-"""The learning curve of a run: a CSV appended as evaluations happen, a PNG at the end."""
+"""The learning curve of a run: a CSV appended as evaluations happen, a PNG at the end
+(and the same points as TensorBoard scalars, ``muzero.operations.scalars``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ class CurvePoint:
     eval_mean_return: float
     eval_std_return: float
     train_mean_return: float
+    eval_episodes: int = 0
+    eval_stderr_return: float = float("nan")
+    """std / sqrt(episodes): the noise of the evaluation's mean, how far two points may
+    differ by chance alone (about 2 standard errors either way)."""
 
 
 class LearningCurve:

@@ -31,6 +31,7 @@ from muzero.learning.learner import Learner
 from muzero.learning.supports import adapt_to_env
 from muzero.operations.curves import CurvePoint, LearningCurve
 from muzero.operations.progress import Progress
+from muzero.operations.scalars import RunScalars
 from muzero.storage.checkpoint import CheckpointManager
 from muzero.storage.replay.memory import MemoryReplay
 
@@ -69,6 +70,11 @@ class ResignTally:
             f"resignations: {self.resignations:,} of {games:,} games; would-be resignations in games "
             f"played out: {self.checks:,}, wrong: {self.wrong:,} ({rate})"
         )
+
+
+def loss_parts(out: dict) -> dict[str, float]:
+    """The scalar parts of a learner update's output (losses, grad_norm, learning_rate)."""
+    return {key: float(value) for key, value in out.items() if isinstance(value, (int, float))}
 
 
 def evaluate_point(config: ExperimentConfig, selfplay: SelfPlay, network, seed: int) -> tuple[float, float]:
@@ -119,6 +125,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
     )
     checkpoints = CheckpointManager(run_dir, keep_last=3)
     curve = LearningCurve(run_dir / "curve.csv")
+    scalars = RunScalars(run_dir / "tensorboard")
 
     progress = progress or Progress(config.name)
     recent_returns: deque[float] = deque(maxlen=20)
@@ -142,6 +149,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
         network.eval()
         mean, std = evaluate_point(config, selfplay, network, seed=training.seed + 10_000 + selfplay.env_steps)
         last_eval_return = mean
+        episodes_evaluated = training.eval_episodes
         point = CurvePoint(
             env_steps=selfplay.env_steps,
             learner_steps=learner.step,
@@ -149,9 +157,17 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
             eval_mean_return=mean,
             eval_std_return=std,
             train_mean_return=float(np.mean(recent_returns)) if recent_returns else float("nan"),
+            eval_episodes=episodes_evaluated,
+            eval_stderr_return=std / np.sqrt(episodes_evaluated),
         )
         curve.add(point)
-        progress.log(f"eval at {point.env_steps:,} env steps ({point.wall_s:.0f} s): {mean:.2f} ± {std:.2f}")
+        scalars.add_group(
+            "eval", {"mean_return": mean, "std": std, "stderr": point.eval_stderr_return}, point.env_steps
+        )
+        progress.log(
+            f"eval at {point.env_steps:,} env steps ({point.wall_s:.0f} s): {mean:.2f} "
+            f"(standard error {point.eval_stderr_return:.2f}, std {std:.2f}, {episodes_evaluated} episodes)"
+        )
         if config.search.resign:
             progress.log(resigns.summary(episodes))
         return point
@@ -191,6 +207,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                         )
                         out = learner.train(batch)
                         replay.update_priorities(batch.keys, out["priorities"])
+                        scalars.add_loss(loss_parts(out), selfplay.env_steps, learner.step)
                         samples_trained += batch.size
                         last_loss = out["total"]
                         clipped = {
@@ -210,6 +227,12 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                         break
 
                 elapsed = time.monotonic() - start
+                if stats.returns:
+                    scalars.add("selfplay/mean_return", float(np.mean(recent_returns)), selfplay.env_steps)
+                    scalars.add("selfplay/env_steps_per_s", selfplay.env_steps / max(elapsed, 1e-9), selfplay.env_steps)
+                    scalars.add(
+                        "selfplay/simulations_per_s", selfplay.simulations / max(elapsed, 1e-9), selfplay.env_steps
+                    )
                 progress.update(
                     env_steps=selfplay.env_steps,
                     episodes=episodes,
@@ -231,6 +254,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
         if not curve.points or curve.points[-1].env_steps != selfplay.env_steps:
             if not interrupted and training.eval_interval:
                 evaluate()
+        scalars.close()
         if curve.points:
             curve.plot(run_dir / "curve.png", title=f"{config.name}: {config.env.id}")
         else:

@@ -185,7 +185,9 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                 SAMPLE_WAIT_CAP_S,
             )
             start = time.perf_counter()
-            frames = "window" if request.bootstrap_observations else "stack"
+            # The target network and the consistency loss need frames beyond each example's own.
+            whole_windows = request.bootstrap_observations or training.consistency_loss_weight > 0
+            frames = "window" if whole_windows else "stack"
             with self._lock:
                 sampled = self.store.sample(request.batch_size, rng, uniform=request.uniform, frames=frames)
             batch = batch_from_sample(

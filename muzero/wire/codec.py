@@ -235,6 +235,9 @@ def training_batch_to_proto(batch: Batch[np.ndarray]) -> replay_pb2.TrainingBatc
     if batch.target_ownership is not None and batch.ownership_mask is not None:
         tensor_to_proto(np.asarray(batch.target_ownership, dtype=np.float32), message.target_ownership)
         tensor_to_proto(np.asarray(batch.ownership_mask, dtype=bool), message.ownership_mask)
+    if batch.next_observations is not None and batch.next_observation_mask is not None:
+        tensor_to_proto(np.asarray(batch.next_observations), message.next_observations)
+        tensor_to_proto(np.asarray(batch.next_observation_mask, dtype=bool), message.next_observation_mask)
     return message
 
 
@@ -257,6 +260,19 @@ def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> Batch[np.nda
     if message.HasField("target_ownership"):
         ownership = tensor_from_proto(message.target_ownership, "target_ownership", dtype="float32")
         mask = tensor_from_proto(message.ownership_mask, "ownership_mask", dtype="bool", shape=(ownership.shape[0],))
+    following = following_mask = None
+    if message.HasField("next_observations"):
+        batch_size, unroll_steps = arrays["actions"].shape
+        stacked = arrays["observations"].shape[1:]
+        following = tensor_from_proto(
+            message.next_observations,
+            "next_observations",
+            dtype=str(arrays["observations"].dtype),
+            shape=(batch_size, unroll_steps, *stacked),
+        )
+        following_mask = tensor_from_proto(
+            message.next_observation_mask, "next_observation_mask", dtype="bool", shape=(batch_size, unroll_steps)
+        )
     return Batch(
         **arrays,
         keys=keys,
@@ -264,4 +280,6 @@ def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> Batch[np.nda
         bootstrap=bootstrap,
         target_ownership=ownership,
         ownership_mask=mask,
+        next_observations=following,
+        next_observation_mask=following_mask,
     )

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             pusher.push(batch.keys, out["priorities"])
             steps.inc()
             samples.inc(len(batch.actions))
-            for kind in ("value", "reward", "policy", "ownership", "score", "total"):
+            for kind in ("value", "reward", "policy", "ownership", "score", "consistency", "total"):
                 if kind in out:
                     losses.labels(kind).set(float(out[kind]))
             for kind in ("value", "reward"):
