@@ -90,6 +90,12 @@ class NetworkConfig:
     score_head: bool = False
     """kind = 'board': also predict the final area margin of the player to move, over the
     board's points (KataGo's score target, from the same final ownership)."""
+    rules_heads: bool = False
+    """The learned model also predicts, at every hidden state, which actions are legal and
+    whether the episode has ended (trained on the stored legal masks and episode ends,
+    ``training.rules_loss_weight``). A search inside the learned model then expands only
+    the moves it predicts legal and stops at states it predicts terminal, as it does in
+    the true rules, instead of imagining play the rules forbid."""
 
     def validate(self) -> None:
         _require(self.kind in ("mlp", "resnet", "board"), "network.kind", "must be 'mlp', 'resnet' or 'board'")
@@ -107,6 +113,11 @@ class NetworkConfig:
         _require(self.support_probe_steps >= 0, "network.support_probe_steps", "must be >= 0")
         for key in ("ownership_head", "score_head"):
             _require(not getattr(self, key) or self.kind == "board", f"network.{key}", "needs network.kind = 'board'")
+        _require(
+            not self.rules_heads or self.kind != "board",
+            "network.rules_heads",
+            "is for 'mlp' and 'resnet' networks (a 'board' network runs on any size; Go searches its true rules)",
+        )
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,9 @@ class TrainingConfig:
     each unrolled step, the negative cosine similarity between the projected and predicted
     dynamics output and the projection of the representation of the observation actually
     seen there (gradient stopped, SimSiam-style). 0 leaves it out."""
+    rules_loss_weight: float = 1.0
+    """With network.rules_heads: weight of their binary cross-entropies (legal moves,
+    averaged over the actions, and the episode's end), at the root and every unrolled step."""
     consistency_projection_size: int = 256
     """Width of the consistency loss's projection (its predictor's bottleneck is a quarter)."""
     bootstrap: Literal["stored", "target_network"] = "target_network"
@@ -259,6 +273,7 @@ class TrainingConfig:
         _require(self.ownership_loss_weight >= 0, "training.ownership_loss_weight", "must be >= 0")
         _require(self.score_loss_weight >= 0, "training.score_loss_weight", "must be >= 0")
         _require(self.consistency_loss_weight >= 0, "training.consistency_loss_weight", "must be >= 0")
+        _require(self.rules_loss_weight >= 0, "training.rules_loss_weight", "must be >= 0")
         _require(self.consistency_projection_size >= 4, "training.consistency_projection_size", "must be >= 4")
         _require(self.lr_warmup_steps >= 0, "training.lr_warmup_steps", "must be >= 0")
         _require(self.weight_decay >= 0, "training.weight_decay", "must be >= 0")

@@ -4,8 +4,8 @@ Go's rules do not change when the board is rotated or reflected, so every
 example stands for eight (the dihedral group D4). AlphaGo Zero and KataGo train
 on a random one of the eight each time an example is drawn; so does this: each
 example of a batch gets its own transform, applied to its observation planes,
-its unrolled actions, its policy targets, its ownership target and the observations of
-its unrolled positions alike (values
+its unrolled actions, its policy and legal-move targets, its ownership target and the
+observations of its unrolled positions alike (values
 and rewards do not change). Actions are the points of the board, row-major like the planes, with a
 pass last that maps to itself.
 """
@@ -84,6 +84,7 @@ def augment_d4(batch: Batch[np.ndarray], rng: np.random.Generator) -> Batch[np.n
     policies = batch.target_policies.copy()
     ownership = None if batch.target_ownership is None else batch.target_ownership.copy()
     following = None if batch.next_observations is None else batch.next_observations.copy()
+    legal = None if batch.target_legal is None else batch.target_legal.copy()
     for t in range(1, NUM_TRANSFORMS):  # 0 is the identity: those rows stay as copied
         rows = np.flatnonzero(chosen == t)
         if not rows.size:
@@ -96,6 +97,8 @@ def augment_d4(batch: Batch[np.ndarray], rng: np.random.Generator) -> Batch[np.n
         policies[rows, :, :points] = policies[rows][:, :, sources[t]]
         if ownership is not None:
             ownership[rows] = ownership[rows][:, sources[t]]
+        if legal is not None:
+            legal[rows, :, :points] = legal[rows][:, :, sources[t]]
         if following is not None and batch.next_observations is not None:
             following[rows] = transform_planes(batch.next_observations[rows], t)
     return replace(
@@ -105,4 +108,5 @@ def augment_d4(batch: Batch[np.ndarray], rng: np.random.Generator) -> Batch[np.n
         target_policies=policies,
         target_ownership=ownership,
         next_observations=following,
+        target_legal=legal,
     )

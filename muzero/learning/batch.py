@@ -51,6 +51,14 @@ class Batch(Generic[Array]):
     target of the consistency loss (``training.consistency_loss_weight``); when asked for."""
     next_observation_mask: Array | None = None
     """(B, K) bool: the unrolled positions whose observation exists (before the segment's end)."""
+    target_legal: Array | None = None
+    """(B, K+1, A) bool: the legal actions at each unrolled position (none past a terminal
+    end), the target of ``network.rules_heads``; when asked for."""
+    target_terminal: Array | None = None
+    """(B, K+1) bool: whether the episode has ended at each unrolled position."""
+    rules_mask: Array | None = None
+    """(B, K+1) bool: the positions whose rules targets are known (past the end of a segment
+    whose episode goes on, they are not)."""
 
     @property
     def size(self) -> int:
@@ -69,15 +77,16 @@ class Batch(Generic[Array]):
 
         # Keyword arguments by field name: Any, as mypy cannot match a dict's keys to the fields.
         arrays: dict[str, Any] = {name: tensor(getattr(self, name)) for name in BATCH_ARRAYS}
-        for name, mask in (("target_ownership", "ownership_mask"), ("next_observations", "next_observation_mask")):
-            if getattr(self, name) is not None and getattr(self, mask) is not None:
+        for name in OPTIONAL_ARRAYS:
+            if getattr(self, name) is not None:
                 arrays[name] = tensor(np.asarray(getattr(self, name)))
-                arrays[mask] = tensor(np.asarray(getattr(self, mask)))
         return Batch(**arrays, keys=self.keys, model_versions=self.model_versions)
 
 
 BATCH_ARRAYS: tuple[str, ...] = tuple(f.name for f in fields(Batch) if f.type == "Array")
 """The per-example arrays of a batch, in declaration order."""
+OPTIONAL_ARRAYS: tuple[str, ...] = tuple(f.name for f in fields(Batch) if f.type == "Array | None")
+"""The per-example arrays a batch carries when its config asks for them."""
 
 TorchBatch = Batch[torch.Tensor]
 
@@ -94,6 +103,7 @@ def make_batch(
     bootstrap_value_fn: BootstrapValueFn | None = None,
     observations: np.ndarray | None = None,
     next_observations: bool = False,
+    rules: bool = False,
 ) -> Batch:
     """Assemble one example per (segments[b], positions[b]); ``weights`` defaults to 1.
 
@@ -101,7 +111,8 @@ def make_batch(
     (see :func:`~muzero.learning.targets.unroll_targets`). ``observations`` (B,
     *stacked_shape), when a store already read them, are used instead of the
     segments' frames. ``next_observations`` adds the observations of the unrolled
-    positions (:func:`next_observation_targets`), read from the segments' frames."""
+    positions (:func:`next_observation_targets`), read from the segments' frames;
+    ``rules`` the legal moves and episode ends there (:func:`rules_targets`)."""
     positions = np.asarray(positions, dtype=np.int64)
     batch = len(segments)
     if batch == 0:
@@ -140,10 +151,40 @@ def make_batch(
         frames[b] = segment.observations[start : start + frame_stack]
 
     batch_out = _batch(stack_frames(frames), targets, weights, segments, positions)
+    if rules:
+        batch_out = _with_rules(batch_out, segments, positions, unroll_steps)
     if next_observations:
         following, mask = next_observation_targets(segments, positions, unroll_steps)
         batch_out = replace(batch_out, next_observations=following, next_observation_mask=mask)
     return batch_out
+
+
+def _with_rules(batch: Batch, segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int) -> Batch:
+    legal, ended, known = rules_targets(segments, positions, unroll_steps)
+    return replace(batch, target_legal=legal, target_terminal=ended, rules_mask=known)
+
+
+def rules_targets(
+    segments: Sequence[Segment], positions: np.ndarray, unroll_steps: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The targets of ``network.rules_heads`` at positions t..t+K of each example: legal
+    actions (B, K+1, A), episode ended (B, K+1) and the (B, K+1) mask of those known.
+    Inside the segment they are the stored legal masks and "not ended"; past the end of
+    an episode that terminated, the state is absorbing: ended, with no legal action;
+    past the end of one that goes on (a time limit, or the next segment), unknown."""
+    positions = np.asarray(positions, dtype=np.int64)
+    num_actions = segments[0].legal_masks.shape[1]
+    legal = np.zeros((len(segments), unroll_steps + 1, num_actions), dtype=bool)
+    ended = np.zeros((len(segments), unroll_steps + 1), dtype=bool)
+    known = np.zeros((len(segments), unroll_steps + 1), dtype=bool)
+    offsets = np.arange(unroll_steps + 1)
+    for b, (segment, start) in enumerate(zip(segments, positions)):
+        at = int(start) + offsets
+        inside = at < segment.num_steps
+        legal[b, inside] = segment.legal_masks[at[inside]]
+        known[b] = inside | segment.terminated
+        ended[b] = ~inside & segment.terminated
+    return legal, ended, known
 
 
 def next_observation_targets(
@@ -170,14 +211,20 @@ def next_observation_targets(
 
 
 def batch_from_sample(
-    sampled, training: TrainingConfig, frame_stack: int, rng: np.random.Generator, bootstrap_observations: bool = False
+    sampled,
+    training: TrainingConfig,
+    frame_stack: int,
+    rng: np.random.Generator,
+    bootstrap_observations: bool = False,
+    rules: bool = False,
 ) -> Batch[np.ndarray]:
     """The training batch of a store's draw (a ``SampledBatch``), the same wherever it is made:
     in the replay service for the wire, in local mode for the learner directly.
 
     ``bootstrap_observations`` adds the terms a learner's target network needs to
     re-value the bootstrap targets (``training.bootstrap = "target_network"``).
-    ``training.consistency_loss_weight > 0`` adds the unrolled positions' observations.
+    ``training.consistency_loss_weight > 0`` adds the unrolled positions' observations,
+    ``rules`` (``network.rules_heads``) their legal moves and episode ends.
     ``training.augment = "d4"`` puts each example under a random board symmetry
     (the bootstrap terms stay as stored: a value does not change with it)."""
     batch = make_batch(
@@ -191,6 +238,7 @@ def batch_from_sample(
         weights=sampled.weights,
         observations=sampled.observations,
         next_observations=training.consistency_loss_weight > 0,
+        rules=rules,
     )
     terms = None
     if bootstrap_observations:

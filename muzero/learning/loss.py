@@ -89,6 +89,25 @@ def auxiliary_loss(
     return loss, parts
 
 
+def rules_loss(network, hidden: Tensor, batch: TorchBatch, k: int) -> Tensor | None:
+    """(B,) binary cross-entropy of ``network.rules_heads`` at unrolled position k: the legal
+    moves (averaged over the actions) plus the episode's end, masked where unknown; None
+    when the network has no such heads."""
+    predicted = network.rules(hidden) if hasattr(network, "rules") else None
+    if predicted is None:
+        return None
+    if batch.target_legal is None or batch.target_terminal is None or batch.rules_mask is None:
+        raise ValueError("network.rules_heads: the batch has no rules targets (batch_from_sample(rules=True))")
+    legal_logits, terminal_logits = predicted
+    legal = F.binary_cross_entropy_with_logits(
+        legal_logits.float(), batch.target_legal[:, k].float(), reduction="none"
+    ).mean(dim=1)
+    ended = F.binary_cross_entropy_with_logits(
+        terminal_logits.float(), batch.target_terminal[:, k].float(), reduction="none"
+    )
+    return (legal + ended) * batch.rules_mask[:, k].float()
+
+
 def consistency_loss(network, head: ConsistencyHead, unrolled: list[Tensor], batch: TorchBatch) -> tuple[Tensor, float]:
     """(B,) per-example sum over the unrolled steps of c_k * negative cosine, masked where
     step t+k has no observation, and the masked mean similarity (for the logs: 1 is perfect)."""
@@ -119,6 +138,7 @@ def muzero_loss(
     ownership_weight: float = 0.0,
     score_weight: float = 0.0,
     consistency: tuple[ConsistencyHead, float] | None = None,
+    rules_weight: float = 1.0,
 ) -> LossOutput:
     """Unroll ``network`` K steps along ``batch.actions`` and score it against the targets.
 
@@ -127,7 +147,8 @@ def muzero_loss(
     reward + policy. ``value_targets_clipped`` and ``reward_targets_clipped`` are the
     fractions of the masked targets outside their support (clipped to its edge).
     ``consistency`` (head, weight) adds the consistency loss (parts ``consistency``, its
-    weighted mean, and ``consistency_similarity``, the mean cosine similarity).
+    weighted mean, and ``consistency_similarity``, the mean cosine similarity). A network
+    with rules heads adds ``rules_weight`` x their loss at every position (part ``rules``).
     """
     batch_size, unroll_steps = batch.actions.shape
     if batch.target_values.shape != (batch_size, unroll_steps + 1):
@@ -150,6 +171,7 @@ def muzero_loss(
 
     hidden = output.hidden
     auxiliary, auxiliary_parts = auxiliary_loss(network, hidden, batch, ownership_weight, score_weight)
+    rules = rules_loss(network, hidden, batch, 0)
     step_scale = 1.0 / unroll_steps
     unrolled: list[Tensor] = []
     for k in range(1, unroll_steps + 1):
@@ -157,6 +179,9 @@ def muzero_loss(
         output = network.recurrent_inference(hidden, batch.actions[:, k - 1])
         hidden = output.hidden
         unrolled.append(hidden)
+        step_rules = rules_loss(network, hidden, batch, k) if rules is not None else None
+        if rules is not None and step_rules is not None:
+            rules = rules + step_scale * step_rules
         value_loss = value_loss + step_scale * cross_entropy(output.value_logits, value_probs[:, k]) * value_mask[:, k]
         reward_loss = (
             reward_loss + step_scale * cross_entropy(output.reward_logits, reward_probs[:, k]) * reward_mask[:, k]
@@ -173,6 +198,11 @@ def muzero_loss(
     total = value_loss_weight * value_mean + reward_mean + policy_mean
     if auxiliary is not None:
         total = total + (weights * auxiliary).mean()
+    rules_parts = {}
+    if rules is not None:
+        rules_mean = (weights * rules).mean()
+        total = total + rules_weight * rules_mean
+        rules_parts = {"rules": float(rules_mean.detach())}
     consistency_parts = {}
     if consistency is not None:
         head, weight = consistency
@@ -190,5 +220,6 @@ def muzero_loss(
         "reward_targets_clipped": clipped_fraction(reward_support, batch.target_rewards, batch.reward_mask),
         **auxiliary_parts,
         **consistency_parts,
+        **rules_parts,
     }
     return LossOutput(total=total, parts=parts, priorities=priorities)

@@ -83,6 +83,7 @@ class Trainer:
             config.ownership_loss_weight,
             config.score_loss_weight,
             consistency=consistency,
+            rules_weight=config.rules_loss_weight,
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.total.backward()

@@ -55,6 +55,15 @@ class MuZeroNetwork(nn.Module):
         self.num_actions = num_actions
         self.value_support = Support(config.value_support)
         self.reward_support = Support(config.reward_support)
+        self.rules_head: RulesHead | None = None
+        """With network.rules_heads: legal-move and episode-end logits (build_network adds it)."""
+
+    def rules(self, hidden: Tensor) -> tuple[Tensor, Tensor] | None:
+        """(legal-move logits (B, A), episode-end logits (B,)) of hidden states; None
+        without network.rules_heads."""
+        if self.rules_head is None:
+            return None
+        return self.rules_head(hidden)
 
     # bodies, implemented by subclasses
     def represent(self, observations: Tensor) -> Tensor:
@@ -110,6 +119,19 @@ class MLPNetwork(MuZeroNetwork):
 
     def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
         return self.policy_head(hidden), self.value_head(hidden)
+
+
+class RulesHead(nn.Module):
+    """Which actions are legal and whether the episode has ended, from a hidden state
+    (flattened): the rules a search inside the learned model would otherwise not know."""
+
+    def __init__(self, hidden_size: int, head: int, num_actions: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(hidden_size, head), nn.ReLU(), nn.Linear(head, num_actions + 1))
+
+    def forward(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.body(hidden.flatten(1))
+        return logits[:, :-1], logits[:, -1]
 
 
 class ResidualBlock(nn.Module):
@@ -186,12 +208,21 @@ def build_network(config: NetworkConfig, observation_shape: tuple[int, ...], num
     """The network for (already frame-stacked) observations of ``observation_shape``."""
     if num_actions < 1:
         raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+    network: MuZeroNetwork
     if config.kind == "mlp":
-        return MLPNetwork(config, tuple(observation_shape), num_actions)
-    if config.kind == "resnet":
-        return ResNetNetwork(config, tuple(observation_shape), num_actions)
-    if config.kind == "board":
+        network = MLPNetwork(config, tuple(observation_shape), num_actions)
+    elif config.kind == "resnet":
+        network = ResNetNetwork(config, tuple(observation_shape), num_actions)
+    elif config.kind == "board":
         from muzero.nn.board import BoardNetwork  # it builds on this module's blocks
 
-        return BoardNetwork(config, tuple(observation_shape), num_actions)
-    raise ValueError(f"network.kind: unknown body {config.kind!r}")
+        network = BoardNetwork(config, tuple(observation_shape), num_actions)
+    else:
+        raise ValueError(f"network.kind: unknown body {config.kind!r}")
+    if config.rules_heads:
+        network.eval()
+        with torch.no_grad():
+            hidden = network.initial_inference(torch.zeros((1, *observation_shape))).hidden
+        network.train()
+        network.rules_head = RulesHead(hidden[0].numel(), config.head_hidden_size, num_actions)
+    return network

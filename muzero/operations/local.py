@@ -204,6 +204,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                             config.env.frame_stack,
                             rng,
                             bootstrap_observations=learner.wants_bootstrap_observations,
+                            rules=config.network.rules_heads,
                         )
                         out = learner.train(batch)
                         replay.update_priorities(batch.keys, out["priorities"])

@@ -262,6 +262,7 @@ def warm_start(
                 config.env.frame_stack,
                 rng,
                 bootstrap_observations=learner.wants_bootstrap_observations,
+                rules=config.network.rules_heads,
             )
             out = learner.train(batch)
             loss = float(out["total"])

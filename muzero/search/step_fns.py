@@ -39,6 +39,15 @@ class _Inference(torch.nn.Module):
         reward = self.network.reward_support.logits_to_scalar(output.reward_logits)
         return output.hidden, value, reward, output.policy_logits
 
+    def recurrent_rules(self, hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """As :meth:`recurrent`, plus the rules heads' verdicts: legal (B, A) and ended (B,)."""
+        output = self.network.recurrent_inference(hidden, actions)
+        verdicts = self.network.rules(output.hidden)
+        if verdicts is None:
+            raise ValueError("the network has no rules heads (network.rules_heads)")
+        legal_logits, ended_logits = verdicts
+        return (*self._scalars(output), legal_logits > 0, ended_logits > 0)
+
     def initial(self, observations: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self._scalars(self.network.initial_inference(observations))
 
@@ -64,8 +73,12 @@ class LearnedModel:
         self.num_players = num_players
         self.num_actions = network.num_actions
         inference = _Inference(network)
+        self.knows_rules = getattr(network, "rules_head", None) is not None
+        """With network.rules_heads the search expands only moves the model predicts legal and
+        stops where it predicts the episode has ended; without, every move is legal, always."""
+        recurrent = inference.recurrent_rules if self.knows_rules else inference.recurrent
         self._initial = torch.compile(inference.initial) if compile else inference.initial
-        self._recurrent = torch.compile(inference.recurrent) if compile else inference.recurrent
+        self._recurrent = torch.compile(recurrent) if compile else recurrent
         self._all_legal: np.ndarray | None = None
         self._no_terminal: np.ndarray | None = None
 
@@ -91,20 +104,20 @@ class LearnedModel:
     def __call__(self, embedding: torch.Tensor, action: np.ndarray, to_play: np.ndarray) -> StepOutput:
         batch = action.shape[0]
         actions = torch.as_tensor(action, device=self.device, dtype=torch.int64)
-        hidden, value, reward, logits = self._recurrent(embedding, actions)
-        if self._all_legal is None or self._no_terminal is None or self._all_legal.shape[0] < batch:
-            self._all_legal = np.ones((batch, self.num_actions), dtype=bool)
-            self._no_terminal = np.zeros(batch, dtype=bool)
+        outputs = self._recurrent(embedding, actions)
+        hidden, value, reward, logits = outputs[:4]
         next_to_play = (1 - to_play).astype(np.int8) if self.num_players == 2 else to_play
-        return StepOutput(
-            _to_numpy(reward),
-            _to_numpy(value),
-            _to_numpy(logits),
-            hidden,
-            next_to_play,
-            self._all_legal[:batch],
-            self._no_terminal[:batch],
-        )
+        if self.knows_rules:
+            legal = outputs[4].cpu().numpy()
+            ended = outputs[5].cpu().numpy()
+            nothing_legal = ~legal.any(axis=1) & ~ended
+            legal[nothing_legal] = True  # the model is unsure of its own rules: every move stays open
+        else:
+            if self._all_legal is None or self._no_terminal is None or self._all_legal.shape[0] < batch:
+                self._all_legal = np.ones((batch, self.num_actions), dtype=bool)
+                self._no_terminal = np.zeros(batch, dtype=bool)
+            legal, ended = self._all_legal[:batch], self._no_terminal[:batch]
+        return StepOutput(_to_numpy(reward), _to_numpy(value), _to_numpy(logits), hidden, next_to_play, legal, ended)
 
 
 Evaluator = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]

@@ -196,6 +196,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayServiceServicer):
                 self.config.env.frame_stack,
                 rng,
                 bootstrap_observations=request.bootstrap_observations,
+                rules=self.config.network.rules_heads,
             )
             message = codec.training_batch_to_proto(batch)
             self.latency.labels("Sample").observe(time.perf_counter() - start)

@@ -238,6 +238,10 @@ def training_batch_to_proto(batch: Batch[np.ndarray]) -> replay_pb2.TrainingBatc
     if batch.next_observations is not None and batch.next_observation_mask is not None:
         tensor_to_proto(np.asarray(batch.next_observations), message.next_observations)
         tensor_to_proto(np.asarray(batch.next_observation_mask, dtype=bool), message.next_observation_mask)
+    if batch.target_legal is not None and batch.target_terminal is not None and batch.rules_mask is not None:
+        tensor_to_proto(np.asarray(batch.target_legal, dtype=bool), message.target_legal)
+        tensor_to_proto(np.asarray(batch.target_terminal, dtype=bool), message.target_terminal)
+        tensor_to_proto(np.asarray(batch.rules_mask, dtype=bool), message.rules_mask)
     return message
 
 
@@ -273,6 +277,18 @@ def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> Batch[np.nda
         following_mask = tensor_from_proto(
             message.next_observation_mask, "next_observation_mask", dtype="bool", shape=(batch_size, unroll_steps)
         )
+    legal = ended = known = None
+    if message.HasField("target_legal"):
+        batch_size, positions_per_example, num_actions = arrays["target_policies"].shape
+        legal = tensor_from_proto(
+            message.target_legal, "target_legal", dtype="bool", shape=(batch_size, positions_per_example, num_actions)
+        )
+        ended = tensor_from_proto(
+            message.target_terminal, "target_terminal", dtype="bool", shape=(batch_size, positions_per_example)
+        )
+        known = tensor_from_proto(
+            message.rules_mask, "rules_mask", dtype="bool", shape=(batch_size, positions_per_example)
+        )
     return Batch(
         **arrays,
         keys=keys,
@@ -282,4 +298,7 @@ def training_batch_from_proto(message: replay_pb2.TrainingBatch) -> Batch[np.nda
         ownership_mask=mask,
         next_observations=following,
         next_observation_mask=following_mask,
+        target_legal=legal,
+        target_terminal=ended,
+        rules_mask=known,
     )

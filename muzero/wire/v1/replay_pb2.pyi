@@ -121,7 +121,7 @@ class SampleRequest(_message.Message):
     def __init__(self, batch_size: _Optional[int] = ..., num_batches: _Optional[int] = ..., uniform: _Optional[bool] = ..., bootstrap_observations: _Optional[bool] = ...) -> None: ...
 
 class TrainingBatch(_message.Message):
-    __slots__ = ("observations", "actions", "target_values", "target_rewards", "target_policies", "value_mask", "reward_mask", "policy_mask", "weights", "segment_ids", "positions", "model_versions", "bootstrap_mask", "bootstrap_scale", "bootstrap_stored_values", "bootstrap_observations", "target_ownership", "ownership_mask", "next_observations", "next_observation_mask")
+    __slots__ = ("observations", "actions", "target_values", "target_rewards", "target_policies", "value_mask", "reward_mask", "policy_mask", "weights", "segment_ids", "positions", "model_versions", "bootstrap_mask", "bootstrap_scale", "bootstrap_stored_values", "bootstrap_observations", "target_ownership", "ownership_mask", "next_observations", "next_observation_mask", "target_legal", "target_terminal", "rules_mask")
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     TARGET_VALUES_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,9 @@ class TrainingBatch(_message.Message):
     OWNERSHIP_MASK_FIELD_NUMBER: _ClassVar[int]
     NEXT_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     NEXT_OBSERVATION_MASK_FIELD_NUMBER: _ClassVar[int]
+    TARGET_LEGAL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_TERMINAL_FIELD_NUMBER: _ClassVar[int]
+    RULES_MASK_FIELD_NUMBER: _ClassVar[int]
     observations: Tensor
     actions: Tensor
     target_values: Tensor
@@ -162,7 +165,10 @@ class TrainingBatch(_message.Message):
     ownership_mask: Tensor
     next_observations: Tensor
     next_observation_mask: Tensor
-    def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., target_values: _Optional[_Union[Tensor, _Mapping]] = ..., target_rewards: _Optional[_Union[Tensor, _Mapping]] = ..., target_policies: _Optional[_Union[Tensor, _Mapping]] = ..., value_mask: _Optional[_Union[Tensor, _Mapping]] = ..., reward_mask: _Optional[_Union[Tensor, _Mapping]] = ..., policy_mask: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., segment_ids: _Optional[_Iterable[str]] = ..., positions: _Optional[_Union[Tensor, _Mapping]] = ..., model_versions: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_mask: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_scale: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_stored_values: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_observations: _Optional[_Union[Tensor, _Mapping]] = ..., target_ownership: _Optional[_Union[Tensor, _Mapping]] = ..., ownership_mask: _Optional[_Union[Tensor, _Mapping]] = ..., next_observations: _Optional[_Union[Tensor, _Mapping]] = ..., next_observation_mask: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+    target_legal: Tensor
+    target_terminal: Tensor
+    rules_mask: Tensor
+    def __init__(self, observations: _Optional[_Union[Tensor, _Mapping]] = ..., actions: _Optional[_Union[Tensor, _Mapping]] = ..., target_values: _Optional[_Union[Tensor, _Mapping]] = ..., target_rewards: _Optional[_Union[Tensor, _Mapping]] = ..., target_policies: _Optional[_Union[Tensor, _Mapping]] = ..., value_mask: _Optional[_Union[Tensor, _Mapping]] = ..., reward_mask: _Optional[_Union[Tensor, _Mapping]] = ..., policy_mask: _Optional[_Union[Tensor, _Mapping]] = ..., weights: _Optional[_Union[Tensor, _Mapping]] = ..., segment_ids: _Optional[_Iterable[str]] = ..., positions: _Optional[_Union[Tensor, _Mapping]] = ..., model_versions: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_mask: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_scale: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_stored_values: _Optional[_Union[Tensor, _Mapping]] = ..., bootstrap_observations: _Optional[_Union[Tensor, _Mapping]] = ..., target_ownership: _Optional[_Union[Tensor, _Mapping]] = ..., ownership_mask: _Optional[_Union[Tensor, _Mapping]] = ..., next_observations: _Optional[_Union[Tensor, _Mapping]] = ..., next_observation_mask: _Optional[_Union[Tensor, _Mapping]] = ..., target_legal: _Optional[_Union[Tensor, _Mapping]] = ..., target_terminal: _Optional[_Union[Tensor, _Mapping]] = ..., rules_mask: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class PriorityUpdate(_message.Message):
     __slots__ = ("segment_ids", "positions", "priorities")
