@@ -1,5 +1,6 @@
 """The learned-model diagnostics on a hand-built tic-tac-toe model whose errors are known."""
 
+import io
 import json
 
 import numpy as np
@@ -117,3 +118,33 @@ def test_a_model_that_pays_rewards_after_the_end_misses_terminal_states():
     assert quality.terminal_missed == 1.0
     assert np.isnan(quality.depths[0].value_mae)  # no oracle, no value errors
     assert quality.depths[1].reward_mae_past_end > 0.5
+
+
+def test_a_learned_model_run_writes_its_diagnostics_next_to_its_curve(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from muzero.operations.local import train
+    from muzero.operations.progress import Progress
+
+    overrides = [
+        "training.max_env_steps=256",
+        "training.eval_interval=128",
+        "training.eval_episodes=4",
+        "replay.min_size=64",
+        "training.train_ratio=1.0",
+        "training.batch_size=16",
+        "search.num_simulations=4",
+        "env.num_envs=8",
+    ]
+    config = load("tictactoe-learned", overrides)
+    result = train(config, tmp_path / "run", progress=Progress(config.name, stream=io.StringIO(), live=False))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    depth = 2 * config.training.unroll_steps
+    # Depth 2K = 10 is past the end of every game of tic-tac-toe: only its past-the-end error exists.
+    for name in ("prior_optimal", "terminal_missed", "value_error_depth_1", f"reward_error_past_end_depth_{depth}"):
+        assert f"model/{name}" in tags, sorted(tags)
+    steps = [e.step for e in events.Scalars("model/prior_optimal")]
+    assert steps == [p.env_steps for p in result.curve]  # one point per evaluation
+    assert all(0.0 <= e.value <= 1.0 for e in events.Scalars("model/prior_optimal"))

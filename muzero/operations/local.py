@@ -72,6 +72,35 @@ class ResignTally:
         )
 
 
+MODEL_QUALITY_GAMES = 50
+"""Random games the learned-model diagnostics run at each evaluation of a board game."""
+
+
+def model_scalars(config: ExperimentConfig, game, network) -> dict[str, float]:
+    """A board game's learned model along random games (muzero/acting/model_quality.py), as
+    TensorBoard scalars: errors at depths 1, K and 2K, illegal top moves, missed ends."""
+    from muzero.acting.model_quality import model_quality
+
+    oracle = None
+    if config.env.id == "tictactoe":
+        from muzero.envs.games.tictactoe import MinimaxPlayer
+
+        oracle = MinimaxPlayer(game)
+    quality = model_quality(config, game, network, games=MODEL_QUALITY_GAMES, oracle=oracle, seed=0)
+    out = {"root_illegal_top_move": quality.root_illegal_preferred, "terminal_missed": quality.terminal_missed}
+    if oracle is not None:
+        out["prior_optimal"] = quality.prior_optimal
+    depths = quality.depths
+    for d in {depths[0], depths[config.training.unroll_steps - 1], depths[-1]}:
+        out[f"reward_error_depth_{d.depth}"] = d.reward_mae
+        out[f"illegal_top_move_depth_{d.depth}"] = d.illegal_preferred
+        if oracle is not None:
+            out[f"value_error_depth_{d.depth}"] = d.value_mae
+        if d.positions_past_end:
+            out[f"reward_error_past_end_depth_{d.depth}"] = d.reward_mae_past_end
+    return {name: value for name, value in out.items() if value == value}  # NaN: nothing measured
+
+
 def loss_parts(out: dict) -> dict[str, float]:
     """The scalar parts of a learner update's output (losses, grad_norm, learning_rate)."""
     return {key: float(value) for key, value in out.items() if isinstance(value, (int, float))}
@@ -164,6 +193,8 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
         scalars.add_group(
             "eval", {"mean_return": mean, "std": std, "stderr": point.eval_stderr_return}, point.env_steps
         )
+        if selfplay.env.num_players == 2 and config.search.model == "learned":
+            scalars.add_group("model", model_scalars(config, selfplay.env.game, network), point.env_steps)
         progress.log(
             f"eval at {point.env_steps:,} env steps ({point.wall_s:.0f} s): {mean:.2f} "
             f"(standard error {point.eval_stderr_return:.2f}, std {std:.2f}, {episodes_evaluated} episodes)"
