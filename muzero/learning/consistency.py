@@ -58,14 +58,3 @@ class ConsistencyHead(nn.Module):
 def negative_cosine(online: Tensor, target: Tensor) -> Tensor:
     """(B, D), (B, D) -> (B,) in [-1, 1]: -1 where the two point the same way."""
     return -(F.normalize(online.float(), dim=1) * F.normalize(target.float(), dim=1)).sum(dim=1)
-
-
-def hidden_shape_of(network, observation_shape: tuple[int, ...], device: torch.device) -> tuple[int, ...]:
-    """The shape of one example's hidden state, from the network run on one zero observation
-    of (stacked) ``observation_shape``."""
-    was_training = network.training
-    network.eval()
-    with torch.no_grad():
-        hidden = network.initial_inference(torch.zeros((1, *observation_shape), device=device)).hidden
-    network.train(was_training)
-    return tuple(hidden.shape[1:])

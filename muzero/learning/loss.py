@@ -93,7 +93,8 @@ def rules_loss(network, hidden: Tensor, batch: TorchBatch, k: int) -> Tensor | N
     """(B,) binary cross-entropy of ``network.rules_heads`` at unrolled position k: the legal
     moves (averaged over the actions) plus the episode's end, masked where unknown; None
     when the network has no such heads."""
-    predicted = network.rules(hidden) if hasattr(network, "rules") else None
+    rules = getattr(network, "rules", None)  # as auxiliary_loss: any network-like object will do
+    predicted = rules(hidden) if rules is not None else None
     if predicted is None:
         return None
     if batch.target_legal is None or batch.target_terminal is None or batch.rules_mask is None:

@@ -15,7 +15,7 @@ checkpoint is the optimizer's moments and the counter.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,9 +23,9 @@ from torch import nn
 
 from muzero.config import TrainingConfig
 from muzero.learning.batch import Batch, TorchBatch
-from muzero.learning.consistency import ConsistencyHead, hidden_shape_of
+from muzero.learning.consistency import ConsistencyHead
 from muzero.learning.loss import muzero_loss
-from muzero.nn.networks import MuZeroNetwork
+from muzero.nn.networks import MuZeroNetwork, hidden_shape
 
 
 def learning_rate_at(step: int, config: TrainingConfig) -> float:
@@ -51,8 +51,8 @@ class Trainer:
         if config.consistency_loss_weight > 0:
             if observation_shape is None:
                 raise ValueError("training.consistency_loss_weight > 0: the trainer needs the observation shape")
-            hidden_shape = hidden_shape_of(network, tuple(observation_shape), self.device)
-            self.consistency = ConsistencyHead(hidden_shape, config.consistency_projection_size).to(self.device)
+            shape = hidden_shape(cast(MuZeroNetwork, network), tuple(observation_shape), self.device)
+            self.consistency = ConsistencyHead(shape, config.consistency_projection_size).to(self.device)
             parameters += list(self.consistency.parameters())
         decayed = [p for p in parameters if p.ndim >= 2]
         not_decayed = [p for p in parameters if p.ndim < 2]

@@ -220,9 +220,17 @@ def build_network(config: NetworkConfig, observation_shape: tuple[int, ...], num
     else:
         raise ValueError(f"network.kind: unknown body {config.kind!r}")
     if config.rules_heads:
-        network.eval()
-        with torch.no_grad():
-            hidden = network.initial_inference(torch.zeros((1, *observation_shape))).hidden
-        network.train()
-        network.rules_head = RulesHead(hidden[0].numel(), config.head_hidden_size, num_actions)
+        hidden = hidden_shape(network, tuple(observation_shape))
+        network.rules_head = RulesHead(math.prod(hidden), config.head_hidden_size, num_actions)
     return network
+
+
+def hidden_shape(network: MuZeroNetwork, observation_shape: tuple[int, ...], device=None) -> tuple[int, ...]:
+    """The shape of one example's hidden state: the network run once on a zero observation
+    of (stacked) ``observation_shape``, in eval mode, its mode restored after."""
+    was_training = network.training
+    network.eval()
+    with torch.no_grad():
+        hidden = network.initial_inference(torch.zeros((1, *observation_shape), device=device)).hidden
+    network.train(was_training)
+    return tuple(hidden.shape[1:])
