@@ -405,6 +405,18 @@ def test_bad_input_is_refused_with_the_games_named():
             GoRules(**bad)
 
 
+def test_a_big_batch_is_checked_over_every_chunk():
+    # Batches of PARALLEL_FROM boards or more are checked in parallel chunks: a bad row in the
+    # last chunk, behind valid ones, must still be found and named.
+    rules = GoRules(9)
+    n = kernels.PARALLEL_FROM + 3
+    states = rules.initial_states(n)
+    assert rules.legal_mask(states).all(axis=1).all()
+    states[n - 2, rules.fields["MOVES"]] = rules.move_cap + 1
+    with pytest.raises(ValueError, match=rf"moves played.*games \[{n - 2}\]"):
+        rules.legal_mask(states)
+
+
 def test_set_up_positions_must_be_positions_of_play():
     rules = GoRules(5)
     with pytest.raises(ValueError, match="no liberty"):

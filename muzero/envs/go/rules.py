@@ -167,7 +167,8 @@ class GoRules:
         if not np.issubdtype(states.dtype, np.integer):
             raise TypeError(f"{argument} must have an integer dtype, got {states.dtype}")
         states = np.ascontiguousarray(states, dtype=np.int64)
-        if kernels.first_invalid(states, self._words, self._on_board, self.move_cap, self.points) >= 0:
+        check = kernels.first_invalid_parallel if states.shape[0] >= kernels.PARALLEL_FROM else kernels.first_invalid
+        if check(states, self._words, self._on_board, self.move_cap, self.points) >= 0:
             self._name_invalid(states, argument)
         return states
 
