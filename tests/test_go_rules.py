@@ -400,6 +400,10 @@ def test_bad_input_is_refused_with_the_games_named():
     with pytest.raises(ValueError, match="occupied point"):
         after, _, _ = rules.step(states, np.array([0, 1, 2]))
         rules.step(after, np.array([5, 1, 6]))
+    stoneless = states.copy()
+    stoneless[0, rules.fields["ATARI"]] = 1  # Black "in atari" on a point with no stone
+    with pytest.raises(ValueError, match=r"games \[0\] have atari bits where that colour has no stone"):
+        rules.legal_mask(stoneless)
     for bad in (dict(size=1), dict(size=26), dict(komi=float("nan")), dict(superko="situational"), dict(move_cap=0)):
         with pytest.raises(ValueError):
             GoRules(**bad)
@@ -415,6 +419,85 @@ def test_a_big_batch_is_checked_over_every_chunk():
     states[n - 2, rules.fields["MOVES"]] = rules.move_cap + 1
     with pytest.raises(ValueError, match=rf"moves played.*games \[{n - 2}\]"):
         rules.legal_mask(states)
+
+
+def atari_from_scratch(rules: GoRules, state: np.ndarray) -> np.ndarray:
+    """(points,) 0 / 1 Black / 2 White: the stones whose group has one liberty, counted from
+    the board alone by a walk over each group (no bitboards)."""
+    size = rules.size
+    board = board_of(rules, state)
+    found = np.zeros(rules.points, dtype=np.int8)
+    seen = np.zeros_like(board, dtype=bool)
+    for start in zip(*np.nonzero(board)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        stack, group, liberties = [start], [], set()
+        while stack:
+            row, column = stack.pop()
+            group.append(row * size + column)
+            for r, c in ((row - 1, column), (row + 1, column), (row, column - 1), (row, column + 1)):
+                if 0 <= r < size and 0 <= c < size:
+                    if board[r, c] == 0:
+                        liberties.add((r, c))
+                    elif board[r, c] == board[start] and not seen[r, c]:
+                        seen[r, c] = True
+                        stack.append((r, c))
+        if len(liberties) == 1:
+            found[group] = board[start]
+    return found
+
+
+def atari_in_state(rules: GoRules, state: np.ndarray) -> np.ndarray:
+    """The same, read from the state's ATARI bitboards."""
+    as_board = state.copy()
+    words = 2 * rules.layout.words
+    as_board[:, :words] = state[:, rules.fields["ATARI"] : rules.fields["ATARI"] + words]
+    return board_of(rules, as_board).reshape(-1)
+
+
+@pytest.mark.parametrize("size, suicide", [(5, False), (5, True), (9, False), (13, False)])
+def test_the_atari_bitboards_stay_true_through_random_games(size, suicide):
+    # Every move updates the atari bitboards for the groups it touches only; the legal mask
+    # trusts them. After every move of random games they must equal a count from scratch.
+    rules = GoRules(size, suicide=suicide)
+    rng = np.random.default_rng(size + suicide)
+    states = rules.initial_states(16)
+    in_atari = captures = 0
+    for _ in range(rules.move_cap):
+        live = np.flatnonzero(rules.status(states) == PLAYING)
+        if live.size == 0:
+            break
+        masks = rules.legal_mask(states[live])
+        moves = np.array([rng.choice(np.flatnonzero(mask)) for mask in masks])
+        states[live], _, _ = rules.step(states[live], moves)
+        for game in live:
+            expected = atari_from_scratch(rules, states[game : game + 1])
+            assert (atari_in_state(rules, states[game : game + 1]) == expected).all(), game
+            in_atari += int((expected > 0).sum())
+    captures = int(rules.prisoners(states).sum())
+    assert in_atari > 100 and captures > 10  # the games did put groups in atari and capture them
+
+
+def test_set_up_positions_know_their_groups_in_atari():
+    rules = GoRules(5)
+    state = position(
+        rules,
+        """
+        . X O X .
+        . . . . .
+        . . . . .
+        O . . . .
+        X . . . .
+        """,
+    )
+    in_atari = atari_in_state(rules, state)
+    assert np.flatnonzero(in_atari == 2).tolist() == [parse_vertex("C5", 5)]  # breathes at C4 only
+    assert np.flatnonzero(in_atari == 1).tolist() == [parse_vertex("A1", 5)]  # breathes at B1 only
+    assert rules.legal_mask(state)[0].sum() == 20 + 1  # every empty point and the pass
+    state, _, _ = play(rules, state, "C4")  # takes C5
+    assert stones(rules, state) == (4, 1)
+    assert (atari_in_state(rules, state) == atari_from_scratch(rules, state)).all()
 
 
 def test_set_up_positions_must_be_positions_of_play():

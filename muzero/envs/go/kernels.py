@@ -7,9 +7,13 @@ cores in chunks, each chunk with its own scratch arrays.
 
 A group is found by flooding: grow a seed by its neighbours (four shifts of
 the bitboard) within the stones of its colour until it stops growing; its
-liberties are its neighbours that are empty. A legal-move mask labels every
-group once this way, which costs a few word operations per group instead of a
-walk over its stones.
+liberties are its neighbours that are empty. A state also carries, per colour,
+the stones whose group is in atari (one liberty), which each move updates for
+the few groups it touches: the stone's own, their groups next to it, and the
+groups next to what it removed. So a legal-move mask is a few whole-board word
+operations (a move breathes next to an empty point, their stone in atari or my
+stone not in atari) and floods only their groups in atari, for the hash of
+what a capture removes, once a repetition is possible.
 
 Nothing here validates: :class:`muzero.envs.go.rules.GoRules` checks input
 once and calls these. A kernel reports what was wrong with a move as an error
@@ -78,7 +82,7 @@ def _low_bit_index(v):
 @njit(cache=True, inline="always")
 def _offsets(words):
     """(to_play, passes, moves, ko, status, hash, captures, last_moves, bloom, history)."""
-    base = 2 * words
+    base = 4 * words  # after the two bitboards and the two atari bitboards
     last = base + FIELDS_AFTER_BOARD
     bloom = last + HISTORY_MOVES
     return base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, last, bloom, bloom + BLOOM_WORDS
@@ -99,36 +103,6 @@ def _adjacent(x, out, words, stride, on_board):
         if i + 1 < words:
             v |= (x[i + 1] << np.uint64(63)) | (x[i + 1] << back)
         out[i] = v & on_board[i]
-
-
-@njit(cache=True, inline="always")
-def _neighbour_counts(x, one, two, words, stride, on_board):
-    """one = the points with a neighbour in x; two = those with two or more."""
-    s = np.uint64(stride)
-    back = _WORD_BITS - s
-    for i in range(words):
-        up, down, right, left = x[i] << s, x[i] >> s, x[i] << _ONE, x[i] >> _ONE
-        if i > 0:
-            up |= x[i - 1] >> back
-            right |= x[i - 1] >> np.uint64(63)
-        if i + 1 < words:
-            down |= x[i + 1] << back
-            left |= x[i + 1] << np.uint64(63)
-        one[i] = (up | down | right | left) & on_board[i]
-        two[i] = ((up & (down | right | left)) | (down & (right | left)) | (right & left)) & on_board[i]
-
-
-@njit(cache=True, inline="always")
-def _surely_two_liberties(stones, one, two, out, spare, words, stride, on_board):
-    """out = the stones whose group surely has two liberties or more: those next to two empty
-    points, and those next to an empty point with a neighbour of their own colour that is next
-    to one too (two adjacent points share no neighbour, so those are two different liberties).
-    ``one`` and ``two``: the points next to one and to two empty points."""
-    for i in range(words):
-        spare[i] = stones[i] & one[i]
-    _adjacent(spare, out, words, stride, on_board)
-    for i in range(words):
-        out[i] = stones[i] & (two[i] | (one[i] & out[i]))
 
 
 @njit(cache=True, inline="always")
@@ -153,27 +127,6 @@ def _flood(seed, within, group, grown, words, stride, on_board):
             group[i] = v
         if not changed:
             return
-
-
-@njit(cache=True, inline="always")
-def _flood_to_a_liberty(seed, within, empty, group, grown, words, stride, on_board):
-    """Flood from ``seed`` through ``within`` as _flood does, but stop as soon as the group
-    touches an empty point: returns True then (``group`` is partial), False when the whole
-    group (in ``group``) has no liberty."""
-    for i in range(words):
-        group[i] = seed[i]
-    while True:
-        _dilate(group, grown, words, stride, on_board)
-        changed = False
-        for i in range(words):
-            if grown[i] & empty[i] != _ZERO:
-                return True
-        for i in range(words):
-            v = grown[i] & within[i]
-            changed = changed or v != group[i]
-            group[i] = v
-        if not changed:
-            return False
 
 
 @njit(cache=True, inline="always")
@@ -253,8 +206,14 @@ def _seen_before(state, h, moves, bloom, history):
 
 
 # The rows of a kernel's (SCRATCH_ROWS, words) uint64 scratch array.
-MINE, THEIRS, EMPTY, BREATHE, REMAINING, SEED, GROUP, GROWN, TWO, NEEDY = range(10)
-SCRATCH_ROWS = 10
+MINE, THEIRS, EMPTY, BREATHE, REMAINING, SEED, GROUP, GROWN, MY_ATARI, THEIR_ATARI, REMOVED = range(11)
+SCRATCH_ROWS = 11
+
+
+@njit(cache=True, inline="always")
+def _atari_offset(words, color):
+    """Where the atari bitboard of ``color`` (0 Black, 1 White) starts in a state."""
+    return (2 + color) * words
 
 
 # --- legal moves --------------------------------------------------------------------------
@@ -273,7 +232,6 @@ def _legal_one(
     positional,
     scratch,
     capture_hash,
-    friend_hash,
     touched,
 ):
     """Fill ``mask`` (points + pass) for one state."""
@@ -284,75 +242,40 @@ def _legal_one(
             mask[p] = False
         return
     me = state[to_play]  # 0 Black, 1 White: also the zobrist column
-    mine, theirs, empty = scratch[MINE], scratch[THEIRS], scratch[EMPTY]
-    breathe, remaining, seed, group, grown = (
-        scratch[BREATHE],
-        scratch[REMAINING],
-        scratch[SEED],
-        scratch[GROUP],
-        scratch[GROWN],
-    )
+    mine, theirs, empty, breathe = scratch[MINE], scratch[THEIRS], scratch[EMPTY], scratch[BREATHE]
+    remaining, seed, group, grown = scratch[REMAINING], scratch[SEED], scratch[GROUP], scratch[GROWN]
+    my_atari_at, their_atari_at = _atari_offset(words, me), _atari_offset(words, 1 - me)
     for i in range(words):
         mine[i] = np.uint64(state[me * words + i])
         theirs[i] = np.uint64(state[(1 - me) * words + i])
         empty[i] = on_board[i] & ~(mine[i] | theirs[i])
-    # breathe: the points where a stone keeps a liberty (or captures), so is not suicide.
-    two, needy = scratch[TWO], scratch[NEEDY]
-    _neighbour_counts(empty, breathe, two, words, stride, on_board)  # next to one / two empty points
-    any_needy = False
+    # A stone breathes (is not suicide) next to an empty point; next to their group in atari,
+    # whose last liberty it fills, so it captures; and next to my group not in atari, which
+    # keeps another liberty.
+    _adjacent(empty, breathe, words, stride, on_board)
     for i in range(words):
-        needy[i] = empty[i] & ~breathe[i]  # empty points whose neighbours are all stones
-        any_needy = any_needy or needy[i] != _ZERO
-    n_touched = 0
+        remaining[i] = np.uint64(state[their_atari_at + i])
+        seed[i] = remaining[i] | (mine[i] & ~np.uint64(state[my_atari_at + i]))
+    _adjacent(seed, grown, words, stride, on_board)
+    for i in range(words):
+        breathe[i] |= grown[i]
     # Until a stone leaves the board every position holds the one before it, so a move that
     # fills a point (empty in all of them) cannot repeat one: no superko test is needed.
     repeats_possible = positional and state[captures_at] + state[captures_at + 1] != 0
-    # Their groups in atari: playing on the last liberty captures (and breathes). One flood
-    # from the stones that surely have a group of two liberties sets those groups aside, and
-    # only the others are flooded one by one.
-    _surely_two_liberties(theirs, breathe, two, seed, grown, words, stride, on_board)
-    _flood(seed, theirs, group, grown, words, stride, on_board)
-    for i in range(words):
-        remaining[i] = theirs[i] & ~group[i]
-    while _any(remaining, words):
-        _lowest_bit(remaining, seed, words)
-        _flood(seed, theirs, group, grown, words, stride, on_board)
-        for i in range(words):
-            remaining[i] &= ~group[i]
-        count, bit = _liberties(group, empty, grown, words, stride, on_board)
-        if count == 1:
-            if capture_hash[bit] == 0 and friend_hash[bit] == 0:
-                touched[n_touched] = bit
-                n_touched += 1
-            capture_hash[bit] ^= _group_hash(group, words, zobrist_bits, 1 - me)
-            breathe[bit >> 6] |= _ONE << np.uint64(bit & 63)
-    # My groups matter only next to points without an empty neighbour: joining one with
-    # two liberties or more breathes through it; one in atari would die with the stone.
-    # As for theirs, one flood sets aside the groups that surely have two liberties.
-    if any_needy:
-        _surely_two_liberties(mine, breathe, two, seed, grown, words, stride, on_board)
-        _flood(seed, mine, group, grown, words, stride, on_board)
-        _adjacent(group, grown, words, stride, on_board)
-        for i in range(words):
-            breathe[i] |= grown[i] & needy[i]
-        _adjacent(needy, remaining, words, stride, on_board)
-        for i in range(words):
-            remaining[i] &= mine[i] & ~group[i]
+    h = state[hash_at]
+    n_touched = 0
+    if repeats_possible:  # the hash of the stones a move on each capture point takes
         while _any(remaining, words):
             _lowest_bit(remaining, seed, words)
-            _flood(seed, mine, group, grown, words, stride, on_board)
+            _flood(seed, theirs, group, grown, words, stride, on_board)
             for i in range(words):
                 remaining[i] &= ~group[i]
-            count, bit = _liberties(group, empty, grown, words, stride, on_board)
-            if count >= 2:
-                for i in range(words):
-                    breathe[i] |= grown[i]
-            elif allow_suicide:
-                if capture_hash[bit] == 0 and friend_hash[bit] == 0:
+            _, bit = _liberties(group, empty, grown, words, stride, on_board)
+            if bit >= 0:  # always, in a state whose atari bitboards are true
+                if capture_hash[bit] == 0:
                     touched[n_touched] = bit
                     n_touched += 1
-                friend_hash[bit] ^= _group_hash(group, words, zobrist_bits, me)
-    h = state[hash_at]
+                capture_hash[bit] ^= _group_hash(group, words, zobrist_bits, 1 - me)
     ko = state[ko_at]
     moves = state[moves_at]
     for p in range(points):
@@ -369,14 +292,23 @@ def _legal_one(
                     mask[p] = not _seen_before(state, new_hash, moves, bloom, history)
                 else:
                     mask[p] = positional or p != ko
-            elif allow_suicide:  # the stone and the groups it joins leave the board: no new point is filled
-                mask[p] = (
-                    not _seen_before(state, h ^ friend_hash[bit], moves, bloom, history) if positional else p != ko
-                )
+            elif allow_suicide:  # the stone and my groups in atari it joins leave the board
+                if positional:  # no new point is filled, so always tested
+                    for k in range(words):
+                        seed[k] = _ZERO
+                    seed[i] = _ONE << np.uint64(bit & 63)
+                    _adjacent(seed, grown, words, stride, on_board)
+                    for k in range(words):
+                        seed[k] = grown[k] & mine[k]
+                    _flood(seed, mine, group, grown, words, stride, on_board)
+                    mask[p] = not _seen_before(
+                        state, h ^ _group_hash(group, words, zobrist_bits, me), moves, bloom, history
+                    )
+                else:
+                    mask[p] = p != ko
     mask[points] = True  # a pass is always legal
     for j in range(n_touched):
         capture_hash[touched[j]] = 0
-        friend_hash[touched[j]] = 0
 
 
 @njit(cache=True)
@@ -384,7 +316,6 @@ def _legal_range(states, masks, lo, hi, words, stride, on_board, point_of_bit, z
     bits = words * 64
     scratch = np.empty((SCRATCH_ROWS, words), dtype=np.uint64)
     capture_hash = np.zeros(bits, dtype=np.int64)
-    friend_hash = np.zeros(bits, dtype=np.int64)
     touched = np.empty(bits, dtype=np.int64)
     # The same loop twice, the first with a constant word count so LLVM unrolls the bitboard
     # loops. Written out, not shared through an inlined helper: that made the first compile
@@ -403,7 +334,6 @@ def _legal_range(states, masks, lo, hi, words, stride, on_board, point_of_bit, z
                 positional,
                 scratch,
                 capture_hash,
-                friend_hash,
                 touched,
             )
     else:
@@ -420,7 +350,6 @@ def _legal_range(states, masks, lo, hi, words, stride, on_board, point_of_bit, z
                 positional,
                 scratch,
                 capture_hash,
-                friend_hash,
                 touched,
             )
 
@@ -524,6 +453,8 @@ def _step_one(
     new_ko = -1
     mine, theirs, empty = scratch[MINE], scratch[THEIRS], scratch[EMPTY]
     remaining, seed, group, grown = scratch[REMAINING], scratch[SEED], scratch[GROUP], scratch[GROWN]
+    my_atari, their_atari, removed = scratch[MY_ATARI], scratch[THEIR_ATARI], scratch[REMOVED]
+    my_atari_at, their_atari_at = _atari_offset(words, me), _atari_offset(words, 1 - me)
     if action == points:
         out[passes_at] = state[passes_at] + 1
     else:
@@ -539,40 +470,65 @@ def _step_one(
         mine[word] |= mask
         h ^= zobrist_bits[bit, me]
         for i in range(words):
+            my_atari[i] = np.uint64(state[my_atari_at + i])
+            their_atari[i] = np.uint64(state[their_atari_at + i])
             empty[i] = on_board[i] & ~(mine[i] | theirs[i])
             seed[i] = _ZERO
+            removed[i] = _ZERO
         seed[word] = mask
-        _adjacent(seed, remaining, words, stride, on_board)
+        _adjacent(seed, remaining, words, stride, on_board)  # the new stone's neighbours
+        joins_atari = False  # the stone joins a group of mine in atari
         for i in range(words):
-            remaining[i] &= theirs[i]  # their stones next to the new one
+            joins_atari = joins_atari or (remaining[i] & my_atari[i]) != _ZERO
+            remaining[i] &= theirs[i]
+        # Their groups next to the stone lost a liberty: none left is a capture, one is atari.
         captured = 0
         captured_bit = -1
         while _any(remaining, words):
             _lowest_bit(remaining, seed, words)
-            breathes = _flood_to_a_liberty(seed, theirs, empty, group, grown, words, stride, on_board)
+            _flood(seed, theirs, group, grown, words, stride, on_board)
+            libs, _ = _liberties(group, empty, grown, words, stride, on_board)
             size = 0
             for i in range(words):
                 remaining[i] &= ~group[i]
                 size += _bit_count(group[i])
-            if not breathes:  # the flood ran to the group's end without meeting a liberty
+            if libs == 0:
                 h ^= _group_hash(group, words, zobrist_bits, 1 - me)
                 for i in range(words):
                     theirs[i] &= ~group[i]
+                    their_atari[i] &= ~group[i]
                     empty[i] |= group[i]
+                    removed[i] |= group[i]
                 captured += size
                 if size == 1:
                     captured_bit = _single_bit(group, words)
+            elif libs == 1:
+                for i in range(words):
+                    their_atari[i] |= group[i]
+        if captured:  # my groups next to the captured stones gained a liberty, so left atari
+            _adjacent(removed, grown, words, stride, on_board)
+            for i in range(words):
+                remaining[i] = grown[i] & my_atari[i]
+            if _any(remaining, words):
+                _flood(remaining, mine, group, grown, words, stride, on_board)
+                for i in range(words):
+                    my_atari[i] &= ~group[i]
+        # The stone's own group. Two empty neighbours: it has two liberties, no flood needed
+        # unless it joins a group in atari (which it takes out of atari).
         for i in range(words):
             seed[i] = _ZERO
         seed[word] = mask
         libs, _ = _liberties(seed, empty, grown, words, stride, on_board)
         size = 1
-        if libs < 2:  # two empty neighbours: neither suicide nor ko, the group needs no flood
+        if libs < 2 or joins_atari:
             _flood(seed, mine, group, grown, words, stride, on_board)
             libs, _ = _liberties(group, empty, grown, words, stride, on_board)
             size = 0
             for i in range(words):
                 size += _bit_count(group[i])
+        else:
+            for i in range(words):
+                group[i] = seed[i]
         suicided = 0
         if libs == 0:  # only when nothing was captured: captured points would be liberties
             if not allow_suicide:
@@ -580,7 +536,22 @@ def _step_one(
             h ^= _group_hash(group, words, zobrist_bits, me)
             for i in range(words):
                 mine[i] &= ~group[i]
+                my_atari[i] &= ~group[i]
             suicided = size
+            # their groups next to my removed stones gained a liberty
+            _adjacent(group, grown, words, stride, on_board)
+            for i in range(words):
+                remaining[i] = grown[i] & their_atari[i]
+            if _any(remaining, words):
+                _flood(remaining, theirs, seed, grown, words, stride, on_board)
+                for i in range(words):
+                    their_atari[i] &= ~seed[i]
+        elif libs == 1:
+            for i in range(words):
+                my_atari[i] |= group[i]
+        else:
+            for i in range(words):
+                my_atari[i] &= ~group[i]
         if positional and _seen_before(state, h, moves, bloom, history):
             return ERR_SUPERKO, 0.0
         if captured == 1 and size == 1 and libs == 1:  # a single stone took a single stone: ko
@@ -588,6 +559,8 @@ def _step_one(
         for i in range(words):
             out[me * words + i] = np.int64(mine[i])
             out[(1 - me) * words + i] = np.int64(theirs[i])
+            out[my_atari_at + i] = np.int64(my_atari[i])
+            out[their_atari_at + i] = np.int64(their_atari[i])
         out[captures_at + me] += captured
         out[captures_at + 1 - me] += suicided
         out[passes_at] = 0
@@ -798,6 +771,9 @@ def _first_invalid_range(states, lo, hi, words, on_board, move_cap, points):
         for i in range(words):
             black, white = np.uint64(row[i]), np.uint64(row[words + i])
             if (black & white) != _ZERO or ((black | white) & ~on_board[i]) != _ZERO:
+                return b
+            black_atari, white_atari = np.uint64(row[2 * words + i]), np.uint64(row[3 * words + i])
+            if (black_atari & ~black) != _ZERO or (white_atari & ~white) != _ZERO:
                 return b
         if not (0 <= row[to_play] <= 1 and 0 <= row[passes_at] <= 2 and 0 <= row[moves_at] <= move_cap):
             return b

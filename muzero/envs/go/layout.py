@@ -12,6 +12,10 @@ One game's state is one row of ``state_length`` int64 values, so a batch is an
 
 ======================  =====================================================
 ``BLACK``, ``WHITE``    ``words`` words each: the bitboards
+``ATARI``               ``words`` words for Black, then White: the stones of
+                        each colour whose group has exactly one liberty (kept
+                        by every move, so a legal-move mask needs no group
+                        search to find captures and suicides)
 ``TO_PLAY``             0 Black, 1 White
 ``PASSES``              consecutive passes just played (2 ends the game)
 ``MOVES``               moves played so far, passes included
@@ -60,12 +64,13 @@ class Layout:
 
     def __post_init__(self) -> None:
         words = board_words(self.size)
-        fields = 2 * words
+        fields = 4 * words
         last_moves = fields + FIELDS_AFTER_BOARD
         bloom = last_moves + HISTORY_MOVES
         offsets = {
             "BLACK": 0,
             "WHITE": words,
+            "ATARI": 2 * words,
             "TO_PLAY": fields,
             "PASSES": fields + 1,
             "MOVES": fields + 2,

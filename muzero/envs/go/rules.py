@@ -55,27 +55,27 @@ def zobrist_table(points: int) -> np.ndarray:
     return rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, size=(points, 2), dtype=np.int64)
 
 
-def _stones_without_liberties(board: np.ndarray) -> list[tuple[int, int]]:
-    """One (row, column) of each group of ``board`` with no empty neighbour (set-up checks only)."""
+def _groups(board: np.ndarray) -> list[tuple[int, list[tuple[int, int]], int]]:
+    """(colour, stones, liberty count) of every group of ``board`` (set-up positions only)."""
     size = board.shape[0]
     seen = np.zeros(board.shape, dtype=bool)
     found = []
     for start in zip(*np.nonzero(board)):
         if seen[start]:
             continue
-        color, stack, breathes = board[start], [start], False
+        color, stack, stones, liberties = board[start], [start], [], set()
         seen[start] = True
         while stack:
             row, column = stack.pop()
+            stones.append((int(row), int(column)))
             for r, c in ((row - 1, column), (row + 1, column), (row, column - 1), (row, column + 1)):
                 if 0 <= r < size and 0 <= c < size:
                     if board[r, c] == 0:
-                        breathes = True
+                        liberties.add((r, c))
                     elif board[r, c] == color and not seen[r, c]:
                         seen[r, c] = True
                         stack.append((r, c))
-        if not breathes:
-            found.append((int(start[0]), int(start[1])))
+        found.append((int(color), stones, len(liberties)))
     return found
 
 
@@ -179,7 +179,13 @@ class GoRules:
         bitboards = states[:, : 2 * words].view(np.uint64).reshape(-1, 2, words)
         off_board = (bitboards & ~self._on_board).any(axis=(1, 2))
         overlap = (bitboards[:, 0] & bitboards[:, 1]).any(axis=1)
-        for bad, what in ((off_board, "stones on bits that are not points"), (overlap, "points both Black and White")):
+        atari = states[:, 2 * words : 4 * words].view(np.uint64).reshape(-1, 2, words)
+        stoneless_atari = (atari & ~bitboards).any(axis=(1, 2))
+        for bad, what in (
+            (off_board, "stones on bits that are not points"),
+            (overlap, "points both Black and White"),
+            (stoneless_atari, "atari bits where that colour has no stone"),
+        ):
             if bad.any():
                 raise ValueError(f"{argument}: games {np.flatnonzero(bad).tolist()} have {what}")
         checks = (
@@ -346,14 +352,15 @@ class GoRules:
         white = bits[:, self._words * 64 + self._bit_of_point]
         return (black + 2 * white).astype(np.int8)
 
-    def _set_cells(self, states: np.ndarray, cells: np.ndarray) -> None:
-        """Write (n, points) cells (0/1/2) into the bitboards of ``states``."""
+    def _set_cells(self, states: np.ndarray, cells: np.ndarray, at: int = 0) -> None:
+        """Write (n, points) cells (0/1/2) into the Black and White bitboards of ``states``
+        that start at column ``at`` (the board's, or ATARI's)."""
         n = states.shape[0]
         bits = np.zeros((n, 2, self._words * 64), dtype=np.uint8)
         bits[:, 0, self._bit_of_point] = cells == 1
         bits[:, 1, self._bit_of_point] = cells == 2
         packed = np.packbits(bits.reshape(n, -1), axis=1, bitorder="little")
-        states[:, : 2 * self._words] = packed.view(np.int64)
+        states[:, at : at + 2 * self._words] = packed.view(np.int64)
 
     def boards(self, states: np.ndarray) -> np.ndarray:
         """(n, size, size) int8 boards, row 0 at the bottom: 0 empty, 1 Black, 2 White."""
@@ -426,15 +433,22 @@ class GoRules:
             raise ValueError("board points must be 0 (empty), 1 (Black) or 2 (White)")
         if to_play not in (0, 1):
             raise ValueError(f"to_play must be 0 (Black) or 1 (White), got {to_play!r}")
-        breathless = _stones_without_liberties(board)
+        groups = _groups(board)
+        breathless = [stones[0] for _, stones, liberties in groups if liberties == 0]
         if breathless:
             names = ", ".join(vertex_name(row * self.size + column, self.size) for row, column in breathless)
             raise ValueError(f"board is not a position of play: the groups of {names} have no liberty")
+        in_atari = np.zeros(self.points, dtype=np.int8)
+        for color, stones, liberties in groups:
+            if liberties == 1:
+                for row, column in stones:
+                    in_atari[row * self.size + column] = color
         state = self.initial_states(1)
         f = self.fields
         state[0, f["HISTORY"]] = 0
         state[0, f["BLOOM"] : f["BLOOM"] + BLOOM_WORDS] = 0
         self._set_cells(state, board.reshape(1, -1))
+        self._set_cells(state, in_atari.reshape(1, -1), at=f["ATARI"])
         state[0, f["TO_PLAY"]] = to_play
         self._record_position(state)
         return state
