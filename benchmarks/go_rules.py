@@ -1,7 +1,7 @@
 """Go's rules: agreement with OpenSpiel and GNU Go, and moves per second against OpenSpiel's.
 
     python benchmarks/go_rules.py [--games 10000] [--sizes 5,9,19] [--gnugo-games 10000]
-                                  [--skip-agreement] [--skip-speed]
+                                  [--rounds 7] [--seconds 2] [--skip-agreement] [--skip-speed]
 
 Agreement (muzero/envs/go against engines nobody here wrote):
 
@@ -28,7 +28,11 @@ Agreement (muzero/envs/go against engines nobody here wrote):
 Speed: moves per second (a legal-move mask and a step, what self-play and search
 need per move) on N = 1, 256 and 4096 boards at 9x9 and 19x19, random legal
 moves, finished games restarted; OpenSpiel's C++ Go through its Python API in
-the same run (``legal_actions`` and ``apply_action`` per game).
+the same run (``legal_actions`` and ``apply_action`` per game). Each batch starts
+a move cap of moves into random play, so it holds games at every stage. Rounds
+(``--rounds``, ``--seconds`` each) alternate OpenSpiel and ours, so a slow spell of
+a shared machine slows both; figures are medians over rounds, and each ratio the
+median of the rounds' own ratios (one 10 s pair could differ by 15% run to run).
 
 Progress goes to stderr; the last line of stdout is one JSON object.
 """
@@ -50,6 +54,9 @@ from muzero.envs.go.kernels import ENDED_AT_MOVE_CAP
 from muzero.transport.gtp_client import GtpClient, find_gnugo, gnugo_command
 
 KOMI = 7.5
+
+
+BATCH_SIZES = (1, 256, 4096)
 
 
 def log(message: str) -> None:
@@ -299,12 +306,12 @@ def compare_with_gnugo(size: int, games: int, seed: int, workers: int = 2) -> di
 # --- speed ---------------------------------------------------------------------------------
 
 
-def our_moves_per_s(size: int, n: int, seconds: float, seed: int = 0) -> float:
-    """Moves per second of legal_mask + step on ``n`` boards of random play (choice not timed)."""
-    rules = GoRules(size, KOMI)
-    rng = np.random.default_rng(seed)
-    states = rules.initial_states(n)
-    rules.step(states, random_moves(rules.legal_mask(states), rng))  # compile / warm up
+def our_moves_per_s(
+    rules: GoRules, states: np.ndarray, seconds: float, rng: np.random.Generator
+) -> tuple[float, np.ndarray]:
+    """(moves per second of legal_mask + step over the batch ``states`` in random play, the
+    states reached); finished games restart, the choice of moves is not timed."""
+    n = states.shape[0]
     timed = 0.0
     moves = 0
     wall = time.perf_counter()
@@ -319,7 +326,18 @@ def our_moves_per_s(size: int, n: int, seconds: float, seed: int = 0) -> float:
         moves += n
         if terminal.any():
             states[terminal] = rules.initial_states(int(terminal.sum()))
-    return moves / timed
+    return moves / timed, states
+
+
+def games_under_way(rules: GoRules, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` games of random play after a move cap of batch moves (finished ones restarted),
+    so the batch holds games at every stage as it will while timed (and the kernels are compiled)."""
+    states = rules.initial_states(n)
+    for _ in range(rules.move_cap):
+        states, _, terminal = rules.step(states, random_moves(rules.legal_mask(states), rng))
+        if terminal.any():
+            states[terminal] = rules.initial_states(int(terminal.sum()))
+    return states
 
 
 def openspiel_moves_per_s(size: int, seconds: float, seed: int = 0) -> float:
@@ -350,7 +368,8 @@ def main() -> None:
     parser.add_argument("--simple-ko-games", type=int, default=1000, help="games with our superko='simple'")
     parser.add_argument("--gnugo-games", type=int, default=10000, help="GNU Go scoring games per size")
     parser.add_argument("--sizes", default="5,9,19", help="board sizes of the agreement runs")
-    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per speed measurement")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per speed measurement and round")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of speed measurements (OpenSpiel, then ours)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-agreement", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
@@ -360,19 +379,41 @@ def main() -> None:
     began = time.perf_counter()
 
     if not args.skip_speed:
+        # Rounds alternate OpenSpiel and ours, so a slow spell of this shared machine hits both;
+        # the figures are medians over rounds, the ratio the median of each round's own ratio.
         ours: dict[str, dict[str, float]] = {}
         theirs: dict[str, float] = {}
+        ratios: dict[str, dict[str, float]] = {}
         for size in (9, 19):
-            theirs[str(size)] = round(openspiel_moves_per_s(size, args.seconds), 1)
-            log(f"openspiel {size}x{size}: {theirs[str(size)]:,.0f} moves/s")
-            ours[str(size)] = {}
-            for n in (1, 256, 4096):
-                ours[str(size)][str(n)] = round(our_moves_per_s(size, n, args.seconds), 1)
-                ratio = ours[str(size)][str(n)] / theirs[str(size)]
-                log(f"ours {size}x{size} N={n}: {ours[str(size)][str(n)]:,.0f} moves/s ({ratio:.1f}x OpenSpiel)")
+            rules = GoRules(size, KOMI)
+            rng = np.random.default_rng(args.seed + size)
+            batches = {n: games_under_way(rules, n, rng) for n in BATCH_SIZES}
+            rounds: dict[str, list[float]] = {"openspiel": [], **{str(n): [] for n in BATCH_SIZES}}
+            for round_ in range(args.rounds):
+                rounds["openspiel"].append(openspiel_moves_per_s(size, args.seconds, seed=round_))
+                for n in BATCH_SIZES:
+                    rate, batches[n] = our_moves_per_s(rules, batches[n], args.seconds, rng)
+                    rounds[str(n)].append(rate)
+                log(
+                    f"{size}x{size} round {round_ + 1}/{args.rounds}: openspiel {rounds['openspiel'][-1]:,.0f}, "
+                    + ", ".join(f"N={n} {rounds[str(n)][-1]:,.0f}" for n in BATCH_SIZES)
+                    + " moves/s"
+                )
+            theirs[str(size)] = round(float(np.median(rounds["openspiel"])), 1)
+            ours[str(size)] = {str(n): round(float(np.median(rounds[str(n)])), 1) for n in BATCH_SIZES}
+            ratios[str(size)] = {
+                str(n): round(float(np.median(np.array(rounds[str(n)]) / np.array(rounds["openspiel"]))), 2)
+                for n in BATCH_SIZES
+            }
+            for n in BATCH_SIZES:
+                log(
+                    f"ours {size}x{size} N={n}: {ours[str(size)][str(n)]:,.0f} moves/s "
+                    f"({ratios[str(size)][str(n)]:.2f}x OpenSpiel's {theirs[str(size)]:,.0f}, median of rounds)"
+                )
         summary["moves_per_s"] = ours
         summary["openspiel_moves_per_s"] = theirs
-        summary["ratio_9_4096"] = round(ours["9"]["4096"] / theirs["9"], 2)
+        summary["ratio_to_openspiel"] = ratios
+        summary["ratio_9_4096"] = ratios["9"]["4096"]
 
     if not args.skip_agreement:
         agreement: dict[str, Any] = {}
