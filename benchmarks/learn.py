@@ -7,7 +7,9 @@
     python benchmarks/learn.py tictactoe [--seeds 3]
         Trains each seed for the preset's budget (at most 20 minutes), then plays 200
         games against the perfect minimax player (random among its optimal moves; 100
-        as first player, 100 as second) and reports wins, draws and losses per seed.
+        as first player, 100 as second) and reports wins, draws and losses per seed;
+        then the same 200 games with the same checkpoint at each of --simulations
+        (default 25,100,400): "losses_by_simulations", one entry per seed.
         `tictactoe-learned` does the same for the learned-model preset.
 
 Progress goes to stderr; the last line of stdout is one JSON object.
@@ -22,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -70,6 +73,7 @@ def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
 
 def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
     train_wall, wins, draws, losses = [], [], [], []
+    by_simulations: dict[str, list[int]] = {str(count): [] for count in args.simulations}
     for seed in seeds:
         config = config_module.load(
             args.preset,
@@ -98,6 +102,11 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
         draws.append(report["draws"])
         losses.append(report["losses"])
         print(f"seed {seed}: {report} after {result.wall_s:.0f} s of training", file=sys.stderr, flush=True)
+        for count in args.simulations:  # the same checkpoint and games' seed, only the search's budget changes
+            at_count = replace(config, search=replace(config.search, num_simulations=count))
+            games = evaluate_board(at_count, game, network, games=200, seed=seed + 777, opponents=("minimax",))
+            by_simulations[str(count)].append(games["minimax"]["losses"])
+            print(f"seed {seed}, {count} simulations: {games['minimax']}", file=sys.stderr, flush=True)
     one = len(seeds) == 1
     return {
         "preset": args.preset,
@@ -106,6 +115,7 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
         "wins": wins[0] if one else wins,
         "draws": draws[0] if one else draws,
         "losses": losses[0] if one else losses,
+        "losses_by_simulations": by_simulations,
     }
 
 
@@ -123,7 +133,18 @@ def main() -> None:
     parser.add_argument("--max-env-steps", type=int, default=40_000, help="cartpole: env-step budget per seed")
     parser.add_argument("--eval-episodes", type=int, default=100, help="cartpole: evaluation episodes")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    parser.add_argument(
+        "--simulations",
+        default="25,100,400",
+        help="tictactoe: also play the 200 games at each of these simulation counts ('' for none)",
+    )
     args = parser.parse_args()
+    try:
+        args.simulations = [int(text) for text in args.simulations.split(",") if text.strip()]
+    except ValueError:
+        parser.error(f"--simulations must be comma-separated integers, got {args.simulations!r}")
+    if any(count < 1 for count in args.simulations):
+        parser.error("--simulations counts must be >= 1")
     if args.seeds < 1 or args.first_seed < 0:
         parser.error("--seeds must be >= 1 and --first-seed >= 0")
     if args.preset == "cartpole" and args.max_wall_s is None:

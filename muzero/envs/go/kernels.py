@@ -42,8 +42,8 @@ CHUNK = 64
 """Boards per parallel work item: enough that scratch allocation is noise."""
 NINE_BY_NINE_WORDS = 2
 """The word count (9x9's) the per-board loops are also compiled for as a constant, so LLVM
-unrolls every bitboard loop: 1.3x to 1.4x per board, for a first compile of every Go kernel
-about 4x as long (195 s against 50 s on two cores, once per numba cache)."""
+unrolls every bitboard loop: 1.3x to 1.4x per board, for a first compile of 9x9's kernels
+of 172 s on two cores, once per numba cache (the kernels before the copy took 50 s)."""
 BLOOM_SHIFTS = (54, 40)
 """Each hash sets the filter bits its bits [54, 64) and [40, 50) name."""
 
