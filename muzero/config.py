@@ -372,6 +372,10 @@ class ReanalyzeConfig:
     """Segments read from replay per round."""
     search_batch: int = 256
     """Roots searched at once."""
+    local: bool = False
+    """Local mode reanalyses too: after each burst of training, stored segments are searched
+    again with the newest network (learned model only) until the reanalysed transitions
+    reach ``fraction`` of those played, as the cluster's workers pace themselves."""
 
     def validate(self) -> None:
         _require(0 <= self.fraction <= 1, "reanalyze.fraction", "must be in [0, 1]")
@@ -430,6 +434,12 @@ class ExperimentConfig:
         sections = (self.env, self.network, self.search, self.training, self.replay, self.reanalyze, self.warm_start)
         for section in sections:
             section.validate()
+        _require(
+            not self.reanalyze.local or self.search.model == "learned",
+            "reanalyze.local",
+            "reanalysis searches the learned model (search.model = 'learned'); stored segments keep no game states "
+            "for a 'simulator' search",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

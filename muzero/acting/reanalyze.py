@@ -5,6 +5,9 @@ actions and player to move); roots are searched in batches of ``batch_size``
 with the learned model, and the search's policy and root value replace the
 stored ones (MuZero Reanalyze, Schrittwieser et al. 2021). No root noise: the
 targets should be the network's best estimate, not exploration.
+
+:class:`LocalReanalysis` runs the same inside local mode's loop, over the embedded
+store, paced as the cluster's workers pace themselves.
 """
 
 from __future__ import annotations
@@ -79,3 +82,53 @@ class Reanalyzer:
             )
             offset += steps
         return fresh
+
+
+def reanalysis_due(stats: dict, fraction: float) -> bool:
+    """Whether a store (its ``stats()`` totals) wants more reanalysis: it holds transitions and
+    its reanalysed total is below ``fraction`` of its inserted total."""
+    stored = stats.get("num_transitions", stats.get("transitions", 0))
+    done = stats.get("reanalysed_transitions_total", 0)
+    return stored > 0 and done < fraction * stats.get("inserted_transitions_total", 0)
+
+
+class LocalReanalysis:
+    """Reanalysis over an embedded store (:class:`~muzero.storage.replay.memory.MemoryReplay`):
+    each :meth:`run` searches segments of it again with ``network`` (the acting copy, already
+    holding the newest weights) and writes the targets under ``model_version``, until the
+    store's reanalysed transitions reach ``reanalyze.fraction`` of the ones played. A
+    segment keeps its played targets until new ones are written; the store keeps each
+    segment's targets version, so the age of every target is known."""
+
+    def __init__(self, config: ExperimentConfig, network: MuZeroNetwork, replay, num_actions: int, num_players: int):
+        self.config = config
+        self.replay = replay
+        self.reanalyzer = Reanalyzer(
+            config,
+            network,
+            num_actions,
+            num_players,
+            batch_size=config.reanalyze.search_batch,
+            device=config.training.device,
+            seed=config.training.seed + 7919,
+        )
+        self.transitions = 0
+        self.written = 0
+
+    def run(self, model_version: int, rng: np.random.Generator) -> int:
+        """Reanalyse until paced; the transitions searched again."""
+        searched = 0
+        reanalyze = self.config.reanalyze
+        while reanalysis_due(self.replay.stats(), reanalyze.fraction):
+            segments = self.replay.read_segments(reanalyze.segments_per_round, rng)
+            written = 0
+            for targets in self.reanalyzer.run(segments):
+                written += self.replay.write_targets(
+                    targets.segment_id, targets.policies, targets.root_values, model_version
+                )
+            searched += sum(segment.num_steps for segment in segments)
+            self.written += written
+            if written == 0:  # every segment read already holds this version's targets: wait for the learner
+                break
+        self.transitions += searched
+        return searched

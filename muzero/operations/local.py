@@ -101,6 +101,18 @@ def model_scalars(config: ExperimentConfig, game, network) -> dict[str, float]:
     return {name: value for name, value in out.items() if value == value}  # NaN: nothing measured
 
 
+def reanalysis_scalars(reanalysis, replay: MemoryReplay, learner_step: int) -> dict[str, float]:
+    """Reanalysis so far, and how fresh the store's targets are: the share of stored segments
+    holding reanalysed targets and their mean age in learner steps."""
+    versions = np.array(list(replay.targets_versions().values()), dtype=np.int64)
+    fresh = versions[versions >= 0]
+    return {
+        "transitions": float(reanalysis.transitions),
+        "stored_share": float(fresh.size / versions.size) if versions.size else 0.0,
+        "mean_age_steps": float(learner_step - fresh.mean()) if fresh.size else float("nan"),
+    }
+
+
 def loss_parts(out: dict) -> dict[str, float]:
     """The scalar parts of a learner update's output (losses, grad_norm, learning_rate)."""
     return {key: float(value) for key, value in out.items() if isinstance(value, (int, float))}
@@ -152,6 +164,14 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
         observation_shape=selfplay.env.observation_shape,
         frame_stack=config.env.frame_stack,
     )
+    reanalysis = None
+    if config.reanalyze.local:
+        from muzero.acting.reanalyze import LocalReanalysis
+
+        reanalysis = LocalReanalysis(
+            config, acting_network, replay, selfplay.env.num_actions, num_players=selfplay.env.num_players
+        )
+        reanalysis_rng = np.random.default_rng(training.seed + 7919)
     checkpoints = CheckpointManager(run_dir, keep_last=3)
     curve = LearningCurve(run_dir / "curve.csv")
     scalars = RunScalars(run_dir / "tensorboard")
@@ -201,6 +221,13 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
         )
         if config.search.resign:
             progress.log(resigns.summary(episodes))
+        if reanalysis is not None:
+            figures = reanalysis_scalars(reanalysis, replay, learner.step)
+            scalars.add_group("reanalyze", {k: v for k, v in figures.items() if v == v}, point.env_steps)
+            progress.log(
+                f"reanalysed {reanalysis.transitions:,} transitions; {figures['stored_share']:.0%} of the stored "
+                f"segments hold reanalysed targets, {figures['mean_age_steps']:.0f} learner steps old on average"
+            )
         return point
 
     with progress:
@@ -249,6 +276,8 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                             save()
                     if learner.step != trained_before:
                         selfplay.set_weights(network.state_dict(), version=learner.step)
+                        if reanalysis is not None:
+                            reanalysis.run(learner.step, reanalysis_rng)
 
                 if next_eval is not None and selfplay.env_steps >= next_eval:
                     next_eval += training.eval_interval

@@ -197,6 +197,11 @@ class MemoryReplay:
         )
         return True
 
+    def targets_versions(self) -> dict[str, int]:
+        """Each stored segment's targets version: the model version of its reanalysed targets,
+        or -1 where it still holds the targets it was played with."""
+        return {stored.segment.segment_id: stored.targets_version for stored in self._fifo}
+
     def fsck(self) -> list[str]:
         """Problems in the store's bookkeeping; empty when consistent."""
         problems = []
