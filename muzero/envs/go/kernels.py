@@ -426,6 +426,19 @@ def _area_difference(black, white, words, stride, on_board, scratch):
 
 
 @njit(cache=True, inline="always")
+def _leave_atari(removed, stones, atari, seed, group, grown, words, stride, on_board):
+    """Take the groups of ``stones`` next to the ``removed`` points out of ``atari``: each
+    gained a liberty there, and kept the one it had."""
+    _adjacent(removed, grown, words, stride, on_board)
+    for i in range(words):
+        seed[i] = grown[i] & atari[i]
+    if _any(seed, words):
+        _flood(seed, stones, group, grown, words, stride, on_board)
+        for i in range(words):
+            atari[i] &= ~group[i]
+
+
+@njit(cache=True, inline="always")
 def _step_one(
     state,
     out,
@@ -505,14 +518,8 @@ def _step_one(
             elif libs == 1:
                 for i in range(words):
                     their_atari[i] |= group[i]
-        if captured:  # my groups next to the captured stones gained a liberty, so left atari
-            _adjacent(removed, grown, words, stride, on_board)
-            for i in range(words):
-                remaining[i] = grown[i] & my_atari[i]
-            if _any(remaining, words):
-                _flood(remaining, mine, group, grown, words, stride, on_board)
-                for i in range(words):
-                    my_atari[i] &= ~group[i]
+        if captured:  # my groups next to the captured stones gained a liberty
+            _leave_atari(removed, mine, my_atari, remaining, group, grown, words, stride, on_board)
         # The stone's own group. Two empty neighbours: it has two liberties, no flood needed
         # unless it joins a group in atari (which it takes out of atari).
         for i in range(words):
@@ -539,13 +546,7 @@ def _step_one(
                 my_atari[i] &= ~group[i]
             suicided = size
             # their groups next to my removed stones gained a liberty
-            _adjacent(group, grown, words, stride, on_board)
-            for i in range(words):
-                remaining[i] = grown[i] & their_atari[i]
-            if _any(remaining, words):
-                _flood(remaining, theirs, seed, grown, words, stride, on_board)
-                for i in range(words):
-                    their_atari[i] &= ~seed[i]
+            _leave_atari(group, theirs, their_atari, remaining, seed, grown, words, stride, on_board)
         elif libs == 1:
             for i in range(words):
                 my_atari[i] |= group[i]
