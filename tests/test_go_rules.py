@@ -6,6 +6,7 @@ import pytest
 from muzero.envs import get_game
 from muzero.envs.go import GoRules, kernels, parse_vertex, vertex_name
 from muzero.envs.go.kernels import BLACK_RESIGNED, ENDED_AT_MOVE_CAP, ENDED_BY_PASSES, PLAYING
+from muzero.envs.go.rules import _groups
 from muzero.transport.gtp_client import find_gnugo
 from tests.benchmark_modules import load_benchmark
 
@@ -423,28 +424,12 @@ def test_a_big_batch_is_checked_over_every_chunk():
 
 def atari_from_scratch(rules: GoRules, state: np.ndarray) -> np.ndarray:
     """(points,) 0 / 1 Black / 2 White: the stones whose group has one liberty, counted from
-    the board alone by a walk over each group (no bitboards)."""
-    size = rules.size
-    board = board_of(rules, state)
+    the board alone by rules._groups's walk over each group (no bitboards)."""
     found = np.zeros(rules.points, dtype=np.int8)
-    seen = np.zeros_like(board, dtype=bool)
-    for start in zip(*np.nonzero(board)):
-        if seen[start]:
-            continue
-        seen[start] = True
-        stack, group, liberties = [start], [], set()
-        while stack:
-            row, column = stack.pop()
-            group.append(row * size + column)
-            for r, c in ((row - 1, column), (row + 1, column), (row, column - 1), (row, column + 1)):
-                if 0 <= r < size and 0 <= c < size:
-                    if board[r, c] == 0:
-                        liberties.add((r, c))
-                    elif board[r, c] == board[start] and not seen[r, c]:
-                        seen[r, c] = True
-                        stack.append((r, c))
-        if len(liberties) == 1:
-            found[group] = board[start]
+    for color, stones, liberties in _groups(board_of(rules, state)):
+        if liberties == 1:
+            for row, column in stones:
+                found[row * rules.size + column] = color
     return found
 
 

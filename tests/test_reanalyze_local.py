@@ -42,9 +42,8 @@ def test_reanalysis_writes_newer_targets_paced_and_keeps_the_rest():
     config, network, selfplay, replay = filled_store("reanalyze.fraction=0.5")
     played = {segment.segment_id: segment for segment in replay.segments()}
     reanalysis = LocalReanalysis(config, network, replay, num_actions=9, num_players=2)
-    rng = np.random.default_rng(0)
 
-    searched = reanalysis.run(model_version=7, rng=rng)
+    searched = reanalysis.run(model_version=7)
     stats = replay.stats()
     assert searched > 0 and reanalysis.written > 0
     assert stats["reanalysed_transitions_total"] >= 0.5 * stats["inserted_transitions_total"]
@@ -68,12 +67,12 @@ def test_reanalysis_writes_newer_targets_paced_and_keeps_the_rest():
         if s.segment_id in fresh_ids
     ]
     assert any(changed)  # a search without root noise, at least somewhere another policy
-    assert reanalysis.run(model_version=7, rng=rng) == 0  # not due: nothing searched
+    assert reanalysis.run(model_version=7) == 0  # not due: nothing searched
 
     while reanalysis_due(replay.stats(), 0.5) is False:  # play on until reanalysis is wanted again
         for segment in selfplay.step()[0]:
             replay.insert(segment)
-    reanalysis.run(model_version=9, rng=rng)
+    reanalysis.run(model_version=9)
     assert 9 in set(replay.targets_versions().values())
     assert not replay.write_targets(fresh_ids[0], played[fresh_ids[0]].policies, played[fresh_ids[0]].root_values, 3)
 
@@ -83,10 +82,9 @@ def test_reanalysis_stops_when_every_segment_read_has_this_version():
     # writes nothing: run() must return instead of searching the same segments forever.
     config, network, _, replay = filled_store("reanalyze.fraction=1.0", "reanalyze.segments_per_round=64")
     reanalysis = LocalReanalysis(config, network, replay, num_actions=9, num_players=2)
-    rng = np.random.default_rng(1)
-    reanalysis.run(model_version=3, rng=rng)
+    reanalysis.run(model_version=3)
     written = reanalysis.written
-    reanalysis.run(model_version=3, rng=rng)
+    reanalysis.run(model_version=3)
     assert reanalysis.written == written  # nothing rewritten under the same version
 
 

@@ -112,15 +112,16 @@ class LocalReanalysis:
             device=config.training.device,
             seed=config.training.seed + 7919,
         )
+        self.rng = np.random.default_rng(config.training.seed + 7920)  # which segments; apart from training's draws
         self.transitions = 0
         self.written = 0
 
-    def run(self, model_version: int, rng: np.random.Generator) -> int:
+    def run(self, model_version: int) -> int:
         """Reanalyse until paced; the transitions searched again."""
         searched = 0
         reanalyze = self.config.reanalyze
         while reanalysis_due(self.replay.stats(), reanalyze.fraction):
-            segments = self.replay.read_segments(reanalyze.segments_per_round, rng)
+            segments = self.replay.read_segments(reanalyze.segments_per_round, self.rng)
             written = 0
             for targets in self.reanalyzer.run(segments):
                 written += self.replay.write_targets(

@@ -171,7 +171,6 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
         reanalysis = LocalReanalysis(
             config, acting_network, replay, selfplay.env.num_actions, num_players=selfplay.env.num_players
         )
-        reanalysis_rng = np.random.default_rng(training.seed + 7919)
     checkpoints = CheckpointManager(run_dir, keep_last=3)
     curve = LearningCurve(run_dir / "curve.csv")
     scalars = RunScalars(run_dir / "tensorboard")
@@ -277,7 +276,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                     if learner.step != trained_before:
                         selfplay.set_weights(network.state_dict(), version=learner.step)
                         if reanalysis is not None:
-                            reanalysis.run(learner.step, reanalysis_rng)
+                            reanalysis.run(learner.step)
 
                 if next_eval is not None and selfplay.env_steps >= next_eval:
                     next_eval += training.eval_interval

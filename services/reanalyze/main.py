@@ -20,7 +20,7 @@ import sys
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from muzero.acting.reanalyze import Reanalyzer
+from muzero.acting.reanalyze import Reanalyzer, reanalysis_due
 from muzero.operations.service import base_parser, instance_id, start, stop_on_signals
 from muzero.storage.replay.factory import EnvSpec
 from muzero.transport.checkpoint_client import CheckpointClient
@@ -109,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 version_gauge.set(version)
             lag.set(max(follower.announced - version, 0))
             try:
-                totals = replay.stats().totals
-                if totals.get("transitions", totals.get("num_transitions", 0)) == 0 or totals.get(
-                    "reanalysed_transitions_total", 0
-                ) >= fraction * totals.get("inserted_transitions_total", 0):
+                if not reanalysis_due(replay.stats().totals, fraction):
                     stop.wait(0.2)  # ahead of the learner (or nothing stored yet): let it catch up
                     continue
                 segments = replay.read_segments(
