@@ -2,8 +2,10 @@
 
     python benchmarks/learn.py cartpole [--seeds 3]
         Trains each seed until the greedy evaluation (100 episodes) reaches a mean
-        return of 475, or 40,000 env steps, or 20 minutes. Reports per seed the env
-        steps and wall seconds at which 475 was first reached (null if never).
+        return of 475, then for four more evaluations (does the level hold?), or until
+        40,000 env steps, or 20 minutes. Reports per seed the env steps and wall seconds
+        at which 475 was first reached (null if never), the four evaluations after it,
+        and "held_after_475": all four at or above 450 (null: the budget ended first).
     python benchmarks/learn.py tictactoe [--seeds 3]
         Trains each seed for the preset's budget (at most 20 minutes), then plays 200
         games against the perfect minimax player (random among its optimal moves; 100
@@ -12,12 +14,17 @@
         (default 25,100,400): "losses_by_simulations", one entry per seed.
         `tictactoe-learned` does the same for the learned-model preset.
 
+Each seed trains in a temporary run folder, removed afterwards; ``--keep-runs DIR``
+keeps them as DIR/<preset>-seed<N> (checkpoints, curves, TensorBoard scalars), for
+``benchmarks/model_quality.py`` or ``tensorboard --logdir DIR``.
+
 Progress goes to stderr; the last line of stdout is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -36,9 +43,27 @@ from muzero.operations.local import train
 from muzero.operations.progress import Progress
 from muzero.storage.checkpoint import load_checkpoint
 
+HOLD_EVALS = 4
+"""cartpole: evaluations after 475 is first reached that must all stay at or above HOLD_LEVEL."""
+HOLD_LEVEL = 450.0
+
+
+def _run_folder(args: argparse.Namespace, seed: int) -> contextlib.AbstractContextManager[str]:
+    """The seed's run folder: a temporary one, or DIR/<preset>-seed<N> with --keep-runs
+    (refused if it already holds a run, so no earlier result is overwritten)."""
+    if args.keep_runs is None:
+        return tempfile.TemporaryDirectory()
+    folder = Path(args.keep_runs) / f"{args.preset}-seed{seed}"
+    if folder.exists() and any(folder.iterdir()):
+        raise SystemExit(f"--keep-runs: {folder} already holds a run; choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(str(folder))
+
 
 def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
     env_steps, wall, final = [], [], []
+    after_475: list[list[float]] = []
+    held: list[bool | None] = []
     for seed in seeds:
         config = config_module.load(
             "cartpole",
@@ -48,17 +73,22 @@ def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
                 f"training.max_wall_s={args.max_wall_s}",
                 f"training.eval_episodes={args.eval_episodes}",
                 "training.target_return=475.0",
+                f"training.evals_after_target={HOLD_EVALS}",
                 *args.set,
             ],
         )
-        with tempfile.TemporaryDirectory() as run_dir:
+        with _run_folder(args, seed) as run_dir:
             result = train(config, Path(run_dir), Progress(f"cartpole seed {seed}", interval_s=30, live=False))
         reached = result.reached_target_at
         env_steps.append(reached.env_steps if reached else None)
         wall.append(round(reached.wall_s, 1) if reached else None)
         final.append(round(result.curve[-1].eval_mean_return, 1) if result.curve else None)
+        after = [p.eval_mean_return for p in result.curve if reached and p.env_steps > reached.env_steps]
+        after_475.append([round(value, 1) for value in after])
+        held.append(None if reached is None or len(after) < HOLD_EVALS else all(v >= HOLD_LEVEL for v in after))
         print(
-            f"seed {seed}: reached 475 at {env_steps[-1]} env steps, {wall[-1]} s; final {final[-1]}",
+            f"seed {seed}: reached 475 at {env_steps[-1]} env steps, {wall[-1]} s; "
+            f"then {after_475[-1]} (held: {held[-1]}); final {final[-1]}",
             file=sys.stderr,
             flush=True,
         )
@@ -68,6 +98,8 @@ def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
         "env_steps_to_475": env_steps,
         "wall_s_to_475": wall,
         "final_mean_return": final,
+        "evals_after_475": after_475,
+        "held_after_475": held,
     }
 
 
@@ -88,7 +120,7 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
                 f"training.max_wall_s is {config.training.max_wall_s}: this benchmark allows "
                 "at most 20 minutes of training"
             )
-        with tempfile.TemporaryDirectory() as run_dir:
+        with _run_folder(args, seed) as run_dir:
             result = train(config, Path(run_dir), Progress(f"{args.preset} seed {seed}", interval_s=30, live=False))
             checkpoint = load_checkpoint(sorted((Path(run_dir) / "checkpoints").glob("*.safetensors"))[-1])
         from muzero.envs.games.tictactoe import TicTacToe
@@ -132,6 +164,7 @@ def main() -> None:
     )
     parser.add_argument("--max-env-steps", type=int, default=40_000, help="cartpole: env-step budget per seed")
     parser.add_argument("--eval-episodes", type=int, default=100, help="cartpole: evaluation episodes")
+    parser.add_argument("--keep-runs", metavar="DIR", help="keep each seed's run folder under DIR")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
     parser.add_argument(
         "--simulations",

@@ -256,6 +256,9 @@ class TrainingConfig:
     eval_episodes: int = 20
     target_return: float = 0.0
     """Stop early once an evaluation reaches this mean return (0: never)."""
+    evals_after_target: int = 0
+    """With target_return: evaluations still run after it is first reached before the run
+    stops (whether the level holds; benchmarks/learn.py cartpole uses 4)."""
     torch_threads: int = 0
     """0 lets torch choose."""
     augment: Literal["none", "d4"] = "none"
@@ -286,6 +289,7 @@ class TrainingConfig:
         _require(self.checkpoint_interval >= 1, "training.checkpoint_interval", "must be >= 1")
         _require(self.eval_interval >= 0, "training.eval_interval", "must be >= 0")
         _require(self.eval_episodes >= 1, "training.eval_episodes", "must be >= 1")
+        _require(self.evals_after_target >= 0, "training.evals_after_target", "must be >= 0")
         _require(self.torch_threads >= 0, "training.torch_threads", "must be >= 0")
         _require(
             self.device == "cpu" or self.device.startswith("cuda"), "training.device", "must be 'cpu' or 'cuda[:N]'"

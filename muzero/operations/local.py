@@ -183,6 +183,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
     clipped: dict[str, float] = {}
     next_eval = training.eval_interval if training.eval_interval else None
     reached: CurvePoint | None = None
+    evals_left_after_target = training.evals_after_target
     interrupted = False
     start = time.monotonic()
     last_eval_return = None
@@ -281,9 +282,12 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                 if next_eval is not None and selfplay.env_steps >= next_eval:
                     next_eval += training.eval_interval
                     point = evaluate()
-                    if training.target_return and point.eval_mean_return >= training.target_return and reached is None:
+                    if reached is not None:
+                        evals_left_after_target -= 1
+                    elif training.target_return and point.eval_mean_return >= training.target_return:
                         reached = point
                         progress.log(f"target return {training.target_return} reached")
+                    if reached is not None and evals_left_after_target <= 0:
                         break
 
                 elapsed = time.monotonic() - start
