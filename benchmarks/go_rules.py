@@ -20,7 +20,10 @@ Agreement (muzero/envs/go against engines nobody here wrote):
   Go's ``kgs-genmove_cleanup`` for both players until two passes (it captures what
   it judges dead, so nothing is left for a life-and-death judgement). Every GNU Go
   move must be legal for us, except that GNU Go remembers 500 moves, so in longer
-  games its superko misses repetitions of older positions (counted apart); our
+  games its superko misses repetitions of older positions (counted apart). A random
+  move of ours that GNU Go refuses is checked by comparing boards, not hashes: it must
+  recreate no board of the game so far (past 500 moves GNU Go has refused moves that
+  repeat nothing; counted apart, not scored); our
   Tromp-Taylor result must equal GNU Go's ``final_score``. Where GNU Go still lists dead stones it did not capture (a ko
   neither side can win, for one) its score is a judgement rather than a count: such
   games are counted apart and not compared. Two GNU Go processes share the games.
@@ -51,7 +54,7 @@ import numpy as np
 
 from muzero.envs.go import GoRules, parse_vertex, vertex_name
 from muzero.envs.go.kernels import ENDED_AT_MOVE_CAP
-from muzero.transport.gtp_client import GtpClient, find_gnugo, gnugo_command
+from muzero.transport.gtp_client import GtpClient, GtpError, find_gnugo, gnugo_command
 
 KOMI = 7.5
 
@@ -227,6 +230,23 @@ GNUGO_MOVE_CAP = 4
 that few stop at the cap before they are played to the end."""
 
 
+def _refused_by_gnugo(
+    rules: GoRules, state: np.ndarray, move: int, number: int, boards: list[bytes], error: GtpError
+) -> dict:
+    """GNU Go refused one of our random moves. Check it ourselves, by the boards rather than
+    by hashes: the move must be legal in our rules, and must not recreate any board of the game
+    so far (GNU Go's positional superko is the only rule it could break at this point). A
+    refusal that passes both checks is GNU Go's mistake; one that fails is ours."""
+    after, _, _ = rules.step(state, np.array([move]))
+    repeats = rules.boards(after)[0].tobytes() in boards
+    return {
+        "problem": f"GNU Go refused our move {vertex_name(move, rules.size)} at move {number}: {error}",
+        "gnugo_refused_ours": True,
+        "checked_no_repetition": not repeats,
+        "beyond_gnugo_history": number > GNUGO_HISTORY,
+    }
+
+
 def score_with_gnugo(size: int, game_moves: list[list[int]], start: int) -> list[dict]:
     """Replay each game in GNU Go, let it clean up, and compare its final_score with ours."""
     rules = GoRules(size, KOMI, move_cap=GNUGO_MOVE_CAP * size * size)
@@ -240,10 +260,18 @@ def score_with_gnugo(size: int, game_moves: list[list[int]], start: int) -> list
             state = rules.initial_states(1)
             result = {"game": start + index, "cleanup_moves": 0, "problem": None}
             colors = ("black", "white")
-            for move in moves:
-                engine.command(f"play {colors[int(state[0, rules.fields['TO_PLAY']])]} {vertex_name(move, size)}")
+            boards = [rules.boards(state)[0].tobytes()]  # every position so far, to check a refusal
+            for number, move in enumerate(moves, 1):
+                try:
+                    engine.command(f"play {colors[int(state[0, rules.fields['TO_PLAY']])]} {vertex_name(move, size)}")
+                except GtpError as error:
+                    result.update(_refused_by_gnugo(rules, state, move, number, boards, error))
+                    break
                 state, _, _ = rules.step(state, np.array([move]))
-            while not rules.is_terminal(state)[0]:  # GNU Go plays both sides until two passes
+                boards.append(rules.boards(state)[0].tobytes())
+            while (
+                result["problem"] is None and not rules.is_terminal(state)[0]
+            ):  # GNU Go plays both sides until two passes
                 color = colors[int(state[0, rules.fields["TO_PLAY"]])]
                 vertex = engine.command(f"kgs-genmove_cleanup {color}")
                 if vertex.lower() == "resign":
@@ -295,8 +323,14 @@ def compare_with_gnugo(size: int, games: int, seed: int, workers: int = 2) -> di
         "capped": sum(1 for r in results if r["capped"]),
         "dead_stones_left": sum(1 for r in results if r["judged_dead"] and not r["capped"]),
         "score_disagreements": len(disagreements),
-        "illegal_gnugo_moves": len(problems),
-        "illegal_repeating_beyond_gnugo_history": sum(1 for r in problems if r.get("beyond_gnugo_history")),
+        "illegal_gnugo_moves": sum(1 for r in problems if not r.get("gnugo_refused_ours")),
+        "illegal_repeating_beyond_gnugo_history": sum(
+            1 for r in problems if r.get("beyond_gnugo_history") and not r.get("gnugo_refused_ours")
+        ),
+        "gnugo_refused_our_moves": sum(1 for r in problems if r.get("gnugo_refused_ours")),
+        "gnugo_refused_our_moves_repeating_nothing": sum(
+            1 for r in problems if r.get("gnugo_refused_ours") and r["checked_no_repetition"]
+        ),
         "cleanup_moves": int(sum(r["cleanup_moves"] for r in results)),
         "random_moves": int(sum(len(m) for m in game_moves)),
         "examples": [*(disagreements[:3]), *(problems[:3])],

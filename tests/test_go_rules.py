@@ -540,3 +540,23 @@ def test_scores_agree_with_gnugo_on_games_played_to_the_end():
         report = bench().compare_with_gnugo(size, games, seed=size)
         assert report["compared"] >= games - 2 and report["compared"] + report["dead_stones_left"] == games, report
         assert report["score_disagreements"] == 0 and report["illegal_gnugo_moves"] == 0, report
+
+
+def test_a_move_gnugo_refuses_is_checked_against_every_earlier_board():
+    # GNU Go (past 500 moves) has refused random moves of ours; the benchmark then checks
+    # by the boards whether the move recreates an earlier one. Simple ko lets us play the
+    # repeating E5 here; any other legal move repeats nothing.
+    from muzero.transport.gtp_client import GtpError
+
+    rules = GoRules(5, superko="simple")
+    state = rules.initial_states(1)
+    boards = [board_of(rules, state).tobytes()]
+    for vertex in SUPERKO_MOVES:
+        state, _, _ = play(rules, state, vertex)
+        boards.append(board_of(rules, state).tobytes())
+    refusal = GtpError("'play black E5': illegal move")
+    repeating = bench()._refused_by_gnugo(rules, state, parse_vertex("E5", 5), 18, boards, refusal)
+    assert repeating["gnugo_refused_ours"] and not repeating["checked_no_repetition"]
+    assert "E5 at move 18" in repeating["problem"] and not repeating["beyond_gnugo_history"]
+    fresh = bench()._refused_by_gnugo(rules, state, parse_vertex("A2", 5), 18, boards, refusal)
+    assert fresh["checked_no_repetition"]
