@@ -13,6 +13,13 @@
         then the same 200 games with the same checkpoint at each of --simulations
         (default 25,100,400): "losses_by_simulations", one entry per seed.
         `tictactoe-learned` does the same for the learned-model preset.
+    python benchmarks/learn.py gym --env-id Acrobot-v1 [--seeds 3] [--max-env-steps N]
+        Generality: the default preset (cartpole) with only env.id changed, trained for
+        the env-step budget of the tuned DQN reference (rl-baselines3-zoo, below) unless
+        --max-env-steps says otherwise, no wall-time limit unless --max-wall-s, ten
+        evaluations of --eval-episodes (default 100) over the budget. Reports
+        per seed every evaluation (env steps, mean, standard error) and the last one's
+        mean against the reference's ("at_least_dqn").
 
 Each seed trains in a temporary run folder, removed afterwards; ``--keep-runs DIR``
 keeps them as DIR/<preset>-seed<N> (checkpoints, curves, TensorBoard scalars), for
@@ -47,13 +54,22 @@ HOLD_EVALS = 4
 """cartpole: evaluations after 475 is first reached that must all stay at or above HOLD_LEVEL."""
 HOLD_LEVEL = 450.0
 
+DQN_REFERENCE = {
+    # env id: (mean return, its std over seeds, env steps), a tuned DQN in rl-baselines3-zoo's
+    # benchmark.md (https://github.com/DLR-RM/rl-baselines3-zoo/blob/master/benchmark.md).
+    # LunarLander-v2 there; gymnasium 1.x has v3 (the same task, bug fixes in the physics).
+    "Acrobot-v1": (-76.6, 11.8, 100_000),
+    "MountainCar-v0": (-100.8, 9.9, 120_000),
+    "LunarLander-v3": (154.4, 79.2, 100_000),
+}
 
-def _run_folder(args: argparse.Namespace, seed: int) -> contextlib.AbstractContextManager[str]:
+
+def _run_folder(args: argparse.Namespace, seed: int, name: str | None = None) -> contextlib.AbstractContextManager[str]:
     """The seed's run folder: a temporary one, or DIR/<preset>-seed<N> with --keep-runs
     (refused if it already holds a run, so no earlier result is overwritten)."""
     if args.keep_runs is None:
         return tempfile.TemporaryDirectory()
-    folder = Path(args.keep_runs) / f"{args.preset}-seed{seed}"
+    folder = Path(args.keep_runs) / f"{name or args.preset}-seed{seed}"
     if folder.exists() and any(folder.iterdir()):
         raise SystemExit(f"--keep-runs: {folder} already holds a run; choose another folder")
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,6 +116,57 @@ def run_cartpole(seeds: list[int], args: argparse.Namespace) -> dict:
         "final_mean_return": final,
         "evals_after_475": after_475,
         "held_after_475": held,
+    }
+
+
+def run_gym(seeds: list[int], args: argparse.Namespace) -> dict:
+    reference = DQN_REFERENCE.get(args.env_id)
+    budget = args.max_env_steps if args.max_env_steps is not None else (reference[2] if reference else 100_000)
+    curves: list[list[list[float]]] = []
+    final: list[float | None] = []
+    wall: list[float] = []
+    for seed in seeds:
+        config = config_module.load(
+            "cartpole",
+            [
+                f"env.id={args.env_id}",
+                f"training.seed={seed}",
+                f"training.max_env_steps={budget}",
+                f"training.max_wall_s={args.max_wall_s or 0}",
+                f"training.eval_episodes={args.eval_episodes}",
+                # How often the benchmark measures: ten points over the budget (the preset's
+                # 2,500 steps x 100 episodes of up to 500 steps would be mostly evaluation).
+                f"training.eval_interval={max(1, budget // 10)}",
+                "training.target_return=0",  # the benchmark's stop, not a learning setting
+                *args.set,
+            ],
+        )
+        with _run_folder(args, seed, f"gym-{args.env_id}") as run_dir:
+            result = train(config, Path(run_dir), Progress(f"{args.env_id} seed {seed}", interval_s=30, live=False))
+        curves.append(
+            [[p.env_steps, round(p.eval_mean_return, 1), round(p.eval_stderr_return, 1)] for p in result.curve]
+        )
+        final.append(round(result.curve[-1].eval_mean_return, 1) if result.curve else None)
+        wall.append(round(result.wall_s, 1))
+        print(f"seed {seed}: evaluations {curves[-1]}; final {final[-1]}", file=sys.stderr, flush=True)
+    return {
+        "preset": "cartpole",
+        "env_id": args.env_id,
+        "seeds": seeds,
+        "max_env_steps": budget,
+        "evaluations": curves,
+        "final_mean_return": final,
+        "median_final_mean_return": statistics.median(v for v in final if v is not None) if any(final) else None,
+        "train_wall_s": wall,
+        "dqn_reference": None
+        if reference is None
+        else {
+            "mean_return": reference[0],
+            "std": reference[1],
+            "env_steps": reference[2],
+            "source": "rl-baselines3-zoo",
+        },
+        "at_least_dqn": None if reference is None else [v is not None and v >= reference[0] for v in final],
     }
 
 
@@ -153,7 +220,8 @@ def run_tictactoe(seeds: list[int], args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("preset", choices=["cartpole", "tictactoe", "tictactoe-learned"])
+    parser.add_argument("preset", choices=["cartpole", "tictactoe", "tictactoe-learned", "gym"])
+    parser.add_argument("--env-id", help="gym: the gymnasium id (e.g. Acrobot-v1, MountainCar-v0, LunarLander-v3)")
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds (F, F+1, ..., F+N-1)")
     parser.add_argument("--first-seed", type=int, default=0, help="F, the first seed (default 0)")
     parser.add_argument(
@@ -162,7 +230,12 @@ def main() -> None:
         default=None,
         help="training wall-time budget per seed (cartpole: 1200; tictactoe: the preset's)",
     )
-    parser.add_argument("--max-env-steps", type=int, default=40_000, help="cartpole: env-step budget per seed")
+    parser.add_argument(
+        "--max-env-steps",
+        type=int,
+        default=None,
+        help="env-step budget per seed (cartpole: 40,000; gym: the DQN reference's)",
+    )
     parser.add_argument("--eval-episodes", type=int, default=100, help="cartpole: evaluation episodes")
     parser.add_argument("--keep-runs", metavar="DIR", help="keep each seed's run folder under DIR")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
@@ -182,10 +255,17 @@ def main() -> None:
         parser.error("--seeds must be >= 1 and --first-seed >= 0")
     if args.preset == "cartpole" and args.max_wall_s is None:
         args.max_wall_s = 1200.0
+    if args.preset == "cartpole" and args.max_env_steps is None:
+        args.max_env_steps = 40_000
+    if (args.preset == "gym") != (args.env_id is not None):
+        parser.error("--env-id goes with the gym mode, and the gym mode needs it")
+    if args.max_env_steps is not None and args.max_env_steps < 1:
+        parser.error("--max-env-steps must be >= 1")
     torch.set_num_threads(2)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     started = time.time()
-    result = run_cartpole(seeds, args) if args.preset == "cartpole" else run_tictactoe(seeds, args)
+    runs = {"cartpole": run_cartpole, "gym": run_gym}
+    result = runs.get(args.preset, run_tictactoe)(seeds, args)
     result["machine"] = f"{platform.machine()} {torch.get_num_threads()} threads, {platform.python_version()}"
     result["date"] = time.strftime("%Y-%m-%d")
     result["bench_wall_s"] = round(time.time() - started, 1)

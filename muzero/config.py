@@ -158,6 +158,14 @@ class SearchConfig:
     """Share of games (drawn at each game's start) in which nobody resigns; where a player would
     have, the end of the game shows whether it was right (the false resignation rate reported
     by self-play), as AlphaGo Zero kept it under 5%."""
+    ez_greedy_epsilon: float = 0.0
+    """Self-play's temporally-extended exploration (εz-greedy, Dabney et al. 2021;
+    muzero/acting/exploration.py): each step, an env not already exploring starts with this
+    probability to repeat one random legal action for n ~ Zeta(ez_greedy_mu) steps (at most
+    ez_greedy_max_repeat). For tasks whose reward is silent until a goal that independent
+    random actions do not reach. Evaluation never explores. 0 (default) turns it off."""
+    ez_greedy_mu: float = 2.0
+    ez_greedy_max_repeat: int = 100
     max_considered_actions: int = 16
     """Gumbel: actions sampled at the root (Gumbel-top-k)."""
     gumbel_scale: float = 1.0
@@ -175,6 +183,9 @@ class SearchConfig:
         _require(self.eval_temperature >= 0, "search.eval_temperature", "must be >= 0")
         _require(self.sample_moves >= 0, "search.sample_moves", "must be >= 0")
         _require(self.max_considered_actions >= 1, "search.max_considered_actions", "must be >= 1")
+        _require(0 <= self.ez_greedy_epsilon <= 1, "search.ez_greedy_epsilon", "must be in [0, 1]")
+        _require(self.ez_greedy_mu > 1, "search.ez_greedy_mu", "must be > 1 (a zeta distribution's exponent)")
+        _require(self.ez_greedy_max_repeat >= 1, "search.ez_greedy_max_repeat", "must be >= 1")
         _require(self.fast_simulations >= 0, "search.fast_simulations", "must be >= 0")
         if self.fast_simulations:
             _require(
@@ -244,6 +255,12 @@ class TrainingConfig:
     the stored observations re-evaluated by a target network (fresher, costs a forward pass)."""
     target_update_interval: int = 100
     """Learner steps between copies of the network into the target network."""
+    weight_average_decay: float = 0.0
+    """Polyak averaging: with d > 0 the model that acts, is evaluated and is checkpointed is
+    an exponential moving average of the trained weights (each update moves it 1 - d of the
+    way, d warmed up as (1 + t) / (10 + t) over the first updates), which smooths the
+    update-to-update noise out of the played network. The trained weights stay in the
+    checkpoint's trainer state for resuming. 0 (default) acts with the trained weights."""
     train_ratio: float = 0.5
     """Learner samples per environment step (replay ratio); the loop keeps to it."""
     max_env_steps: int = 50_000
@@ -276,6 +293,7 @@ class TrainingConfig:
         _require(self.ownership_loss_weight >= 0, "training.ownership_loss_weight", "must be >= 0")
         _require(self.score_loss_weight >= 0, "training.score_loss_weight", "must be >= 0")
         _require(self.consistency_loss_weight >= 0, "training.consistency_loss_weight", "must be >= 0")
+        _require(0 <= self.weight_average_decay < 1, "training.weight_average_decay", "must be in [0, 1)")
         _require(self.rules_loss_weight >= 0, "training.rules_loss_weight", "must be >= 0")
         _require(self.consistency_projection_size >= 4, "training.consistency_projection_size", "must be >= 4")
         _require(self.lr_warmup_steps >= 0, "training.lr_warmup_steps", "must be >= 0")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from muzero.acting.exploration import RepeatedRandomActions
 from muzero.config import ExperimentConfig
 from muzero.envs.vector import BoardGameVectorEnv, VectorEnv, make_vector_env
 from muzero.learning.segment import FrameStacker, Segment, SegmentBuilder, stack_frames
@@ -66,6 +67,14 @@ class SelfPlay:
         self.env_steps = 0
         self.simulations = 0
         self.resignation = Resignation(config, self.env, self.rng) if config.search.resign else None
+        search = config.search
+        self.exploration = (
+            RepeatedRandomActions(
+                self.env.num_envs, search.ez_greedy_epsilon, search.ez_greedy_mu, search.ez_greedy_max_repeat, self.rng
+            )
+            if search.ez_greedy_epsilon
+            else None
+        )
 
     def set_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
         self.network.load_state_dict(state_dict)
@@ -88,6 +97,8 @@ class SelfPlay:
             step_fn = self.learned
         result, full = self._search(root, step_fn)
         actions = self._late_moves_greedy(result, legal)
+        if self.exploration is not None:
+            actions = self.exploration.choose(actions, legal)
         policies = result.policy_target if full else np.zeros_like(result.policy_target)
         if self.resignation is not None:
             resign = self.resignation.decide(result.root_value, to_play)
@@ -95,6 +106,8 @@ class SelfPlay:
         else:
             step = self.env.step(actions)
         ended = step.terminated | step.truncated
+        if self.exploration is not None:
+            self.exploration.end_episodes(ended)
         bootstrap = self._bootstrap_values(step.final_obs, step.truncated & ~step.terminated)
         segments = self.builder.add_step(
             obs=self.observations,

@@ -12,7 +12,7 @@ update itself is the same code everywhere.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,6 +63,12 @@ class Learner:
         return self.trainer.step
 
     @property
+    def model(self) -> MuZeroNetwork:
+        """What plays, is evaluated and is checkpointed: ``network``, or its weight average
+        with ``training.weight_average_decay``."""
+        return cast(MuZeroNetwork, self.trainer.model)
+
+    @property
     def wants_bootstrap_observations(self) -> bool:
         """Whether batches should carry the terms the target network re-values (``Batch.bootstrap``)."""
         return self.target is not None
@@ -92,8 +98,12 @@ class Learner:
         return self.trainer.state_dict()
 
     def restore(self, state_dict: dict[str, torch.Tensor], trainer_state: dict[str, Any] | None) -> None:
-        """Continue from a checkpoint's weights and optimizer state (the step included)."""
+        """Continue from a checkpoint's weights and optimizer state (the step included).
+
+        ``state_dict`` is the checkpoint's model: with weight averaging, the average (the
+        trained weights then come from ``trainer_state``, or start from the average)."""
         self.network.load_state_dict(state_dict)
+        self.model.load_state_dict(state_dict)
         if trainer_state is not None:
             self.trainer.load_state_dict(trainer_state)
         if self.target is not None:

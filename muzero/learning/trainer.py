@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from muzero.config import TrainingConfig
+from muzero.learning.averaging import WeightAverage
 from muzero.learning.batch import Batch, TorchBatch
 from muzero.learning.consistency import ConsistencyHead
 from muzero.learning.loss import muzero_loss
@@ -60,7 +61,13 @@ class Trainer:
             [{"params": decayed, "weight_decay": config.weight_decay}, {"params": not_decayed, "weight_decay": 0.0}],
             lr=learning_rate_at(0, config),
         )
+        self.average = WeightAverage(network, config.weight_average_decay) if config.weight_average_decay else None
         self.step = 0
+
+    @property
+    def model(self) -> nn.Module:
+        """The network that plays and is checkpointed: the weight average, or the trained one."""
+        return self.network if self.average is None else self.average.network
 
     def train_step(self, batch: Batch | TorchBatch) -> dict[str, Any]:
         """One update. Returns floats value, reward, policy, total, grad_norm, learning_rate,
@@ -91,6 +98,8 @@ class Trainer:
             [p for group in self.optimizer.param_groups for p in group["params"]], self.config.max_grad_norm
         )
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.network, self.step)
         self.step += 1
         return {
             **loss.parts,
@@ -120,6 +129,9 @@ class Trainer:
         if self.consistency is not None:  # trained with the network, used only by the loss
             for name, value in self.consistency.state_dict().items():
                 tensors[f"consistency.{name}"] = value.detach().to("cpu", copy=True).contiguous()
+        if self.average is not None:  # the checkpoint's model is the average: keep what is trained
+            for name, value in self.network.state_dict().items():
+                tensors[f"trained.{name}"] = value.detach().to("cpu", copy=True).contiguous()
         return {"tensors": tensors, "meta": {"step": self.step, "param_groups": groups, "scalars": scalars}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -136,10 +148,14 @@ class Trainer:
             )
         per_param: dict[int, dict[str, Any]] = {}
         head: dict[str, torch.Tensor] = {}
+        trained: dict[str, torch.Tensor] = {}
         for key, value in tensors.items():
             prefix, _, rest = key.partition(".")
             if prefix == "consistency":
                 head[rest] = value.clone()
+                continue
+            if prefix == "trained":
+                trained[rest] = value
                 continue
             if prefix != "optimizer" or "." not in rest:
                 raise ValueError(f"trainer state: unexpected tensor {key!r}")
@@ -160,6 +176,11 @@ class Trainer:
                 self.consistency.load_state_dict(head)
             except RuntimeError as error:
                 raise ValueError(f"trainer state: consistency head: {error}") from None
+        if trained:  # written with weight averaging on: these, not the checkpoint's model, are trained on
+            try:
+                self.network.load_state_dict(trained)
+            except RuntimeError as error:
+                raise ValueError(f"trainer state: trained weights: {error}") from None
         for index, values in meta.get("scalars", {}).items():
             per_param.setdefault(int(index), {}).update(values)
         restored_groups = [

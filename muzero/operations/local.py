@@ -154,9 +154,9 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
 
     shape_env = make_vector_env(config.env.id, 1, training.seed, config.env.max_episode_steps, config.env.wrappers)
     learner = Learner(config, shape_env.observation_shape, shape_env.num_actions)
-    network = learner.network
+    model = learner.model  # what plays and is evaluated: the trained network or its weight average
     del shape_env
-    acting_network = copy.deepcopy(network)
+    acting_network = copy.deepcopy(model)
     selfplay = SelfPlay(config, acting_network, seed=training.seed, device=device)
     replay = MemoryReplay(
         config.replay,
@@ -195,8 +195,8 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
 
     def evaluate() -> CurvePoint:
         nonlocal last_eval_return
-        network.eval()
-        mean, std = evaluate_point(config, selfplay, network, seed=training.seed + 10_000 + selfplay.env_steps)
+        model.eval()
+        mean, std = evaluate_point(config, selfplay, model, seed=training.seed + 10_000 + selfplay.env_steps)
         last_eval_return = mean
         episodes_evaluated = training.eval_episodes
         point = CurvePoint(
@@ -214,7 +214,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
             "eval", {"mean_return": mean, "std": std, "stderr": point.eval_stderr_return}, point.env_steps
         )
         if selfplay.env.num_players == 2 and config.search.model == "learned":
-            scalars.add_group("model", model_scalars(config, selfplay.env.game, network), point.env_steps)
+            scalars.add_group("model", model_scalars(config, selfplay.env.game, model), point.env_steps)
         progress.log(
             f"eval at {point.env_steps:,} env steps ({point.wall_s:.0f} s): {mean:.2f} "
             f"(standard error {point.eval_stderr_return:.2f}, std {std:.2f}, {episodes_evaluated} episodes)"
@@ -237,7 +237,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                 from muzero.operations.warm_start import warm_start  # Go only: GTP, SGF
 
                 warm_start(config, run_dir, learner, replay, rng, progress)
-                selfplay.set_weights(network.state_dict(), version=learner.step)
+                selfplay.set_weights(model.state_dict(), version=learner.step)
                 save()
             while selfplay.env_steps < training.max_env_steps:
                 if training.max_wall_s and time.monotonic() - start > training.max_wall_s:
@@ -275,7 +275,7 @@ def train(config: ExperimentConfig, run_dir: Path, progress: Progress | None = N
                         if learner.checkpoint_due:
                             save()
                     if learner.step != trained_before:
-                        selfplay.set_weights(network.state_dict(), version=learner.step)
+                        selfplay.set_weights(model.state_dict(), version=learner.step)
                         if reanalysis is not None:
                             reanalysis.run(learner.step)
 

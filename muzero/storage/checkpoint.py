@@ -261,9 +261,10 @@ class CheckpointManager:
         return path
 
     def save_learner(self, learner: Learner) -> Path:
-        """A checkpoint of the learner at its step: weights, optimizer state, config."""
+        """A checkpoint of the learner at its step: the model that plays (``learner.model``),
+        optimizer state, config."""
         return self.save(
-            learner.network,
+            learner.model,
             learner.config,
             step=learner.step,
             version=learner.step,
