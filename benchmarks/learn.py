@@ -149,6 +149,7 @@ def run_gym(seeds: list[int], args: argparse.Namespace) -> dict:
         final.append(round(result.curve[-1].eval_mean_return, 1) if result.curve else None)
         wall.append(round(result.wall_s, 1))
         print(f"seed {seed}: evaluations {curves[-1]}; final {final[-1]}", file=sys.stderr, flush=True)
+    reported = [v for v in final if v is not None]
     return {
         "preset": "cartpole",
         "env_id": args.env_id,
@@ -156,7 +157,7 @@ def run_gym(seeds: list[int], args: argparse.Namespace) -> dict:
         "max_env_steps": budget,
         "evaluations": curves,
         "final_mean_return": final,
-        "median_final_mean_return": statistics.median(v for v in final if v is not None) if any(final) else None,
+        "median_final_mean_return": statistics.median(reported) if reported else None,
         "train_wall_s": wall,
         "dqn_reference": None
         if reference is None

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from muzero.envs.players import sample_from_mask
+
 
 class RepeatedRandomActions:
     def __init__(self, num_envs: int, epsilon: float, mu: float, max_repeat: int, rng: np.random.Generator):
-        if not 0 <= epsilon <= 1:
-            raise ValueError(f"explore epsilon must be in [0, 1], got {epsilon}")
-        if mu <= 1:
-            raise ValueError(f"explore duration exponent must be > 1 (a zeta distribution), got {mu}")
-        if max_repeat < 1:
-            raise ValueError(f"explore max repeat must be >= 1, got {max_repeat}")
+        """The settings are search.ez_greedy_*, checked by SearchConfig.validate."""
         self.epsilon = epsilon
         self.mu = mu
         self.max_repeat = max_repeat
@@ -40,9 +37,7 @@ class RepeatedRandomActions:
         start = (self.left == 0) & (self.rng.random(n) < self.epsilon)
         if start.any():
             index = np.flatnonzero(start)
-            # A uniformly random legal action per starting env: the argmax of noise over legal moves.
-            noise = np.where(legal[index], self.rng.random(legal[index].shape), -1.0)
-            self.action[index] = noise.argmax(axis=1)
+            self.action[index] = sample_from_mask(legal[index], self.rng)
             self.left[index] = np.minimum(self.rng.zipf(self.mu, len(index)), self.max_repeat)
         running = self.left > 0
         # An option ends early if its action became illegal (board games) rather than play it.

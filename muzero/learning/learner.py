@@ -103,7 +103,8 @@ class Learner:
         ``state_dict`` is the checkpoint's model: with weight averaging, the average (the
         trained weights then come from ``trainer_state``, or start from the average)."""
         self.network.load_state_dict(state_dict)
-        self.model.load_state_dict(state_dict)
+        if self.model is not self.network:
+            self.model.load_state_dict(state_dict)
         if trainer_state is not None:
             self.trainer.load_state_dict(trainer_state)
         if self.target is not None:
