@@ -232,6 +232,14 @@ class TrainingConfig:
     discount: float = 0.997
     learning_rate: float = 3e-3
     lr_warmup_steps: int = 0
+    lr_decay_steps: int = 0
+    """Learner steps, counted after the warm-up, over which the learning rate falls from
+    ``learning_rate`` to ``learning_rate * lr_final_fraction`` along a half cosine
+    (Loshchilov & Hutter 2017), then stays there. 0 (default) keeps it constant. A late,
+    small step size is what lets the last checkpoints of a run agree with each other."""
+    lr_final_fraction: float = 0.1
+    """With lr_decay_steps: the learning rate at the end of the decay, as a fraction of
+    ``learning_rate``."""
     weight_decay: float = 1e-4
     max_grad_norm: float = 5.0
     value_loss_weight: float = 0.25
@@ -297,6 +305,8 @@ class TrainingConfig:
         _require(self.rules_loss_weight >= 0, "training.rules_loss_weight", "must be >= 0")
         _require(self.consistency_projection_size >= 4, "training.consistency_projection_size", "must be >= 4")
         _require(self.lr_warmup_steps >= 0, "training.lr_warmup_steps", "must be >= 0")
+        _require(self.lr_decay_steps >= 0, "training.lr_decay_steps", "must be >= 0")
+        _require(0 <= self.lr_final_fraction <= 1, "training.lr_final_fraction", "must be in [0, 1]")
         _require(self.weight_decay >= 0, "training.weight_decay", "must be >= 0")
         _require(self.max_grad_norm > 0, "training.max_grad_norm", "must be > 0")
         _require(self.value_loss_weight > 0, "training.value_loss_weight", "must be > 0")

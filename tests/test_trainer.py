@@ -1,6 +1,7 @@
 """The trainer on the real network: it learns a fixed batch, warms up, clips, and restores its state."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -76,6 +77,22 @@ def test_learning_rate_warms_up_linearly():
     trainer = Trainer(small_network(), warm)
     batch = fixed_batch(4)
     assert [trainer.train_step(batch)["learning_rate"] for _ in range(2)] == [0.25, 0.5]
+
+
+def test_learning_rate_decays_along_a_half_cosine_after_the_warm_up():
+    decaying = config(lr_warmup_steps=2, learning_rate=1.0, lr_decay_steps=4, lr_final_fraction=0.2)
+    rates = [learning_rate_at(step, decaying) for step in range(9)]
+    # warm-up 0.5, 1; then 0.2 + 0.8 * (1 + cos(pi * k / 4)) / 2 for k = 0..4; then the floor
+    expected = [0.5, 1.0] + [0.2 + 0.4 * (1 + math.cos(math.pi * k / 4)) for k in range(5)] + [0.2, 0.2]
+    assert rates == pytest.approx(expected)
+    assert all(a > b for a, b in zip(rates[2:6], rates[3:7]))  # strictly falling while it decays
+    trainer = Trainer(small_network(), decaying)
+    batch = fixed_batch(4)
+    applied = [trainer.train_step(batch)["learning_rate"] for _ in range(8)]
+    assert applied == pytest.approx(expected[:8])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(expected[7])
+    with pytest.raises(ValueError, match="training.lr_final_fraction"):
+        config(lr_decay_steps=4, lr_final_fraction=1.5).validate()
 
 
 def test_gradients_are_clipped_to_max_grad_norm():

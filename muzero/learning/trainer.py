@@ -8,13 +8,16 @@ batches and networks local mode runs, and decoupled decay keeps
 ``training.weight_decay`` meaning the same at any learning rate.
 
 Learning rate: linear warm-up from lr / warmup to lr over ``lr_warmup_steps``,
-then constant. It is a pure function of the step counter, so the only state to
-checkpoint is the optimizer's moments and the counter.
+then constant, or with ``lr_decay_steps`` a half cosine down to
+``lr * lr_final_fraction`` over that many steps. It is a pure function of the
+step counter, so the only state to checkpoint is the optimizer's moments and
+the counter.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, cast
 
 import numpy as np
@@ -31,9 +34,14 @@ from muzero.nn.networks import MuZeroNetwork, hidden_shape
 
 def learning_rate_at(step: int, config: TrainingConfig) -> float:
     """The learning rate of update number ``step`` (0-based)."""
-    if config.lr_warmup_steps <= 0:
+    warmup = config.lr_warmup_steps
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    if config.lr_decay_steps <= 0:
         return config.learning_rate
-    return config.learning_rate * min(1.0, (step + 1) / config.lr_warmup_steps)
+    progress = min(1.0, (step - warmup) / config.lr_decay_steps)
+    floor = config.lr_final_fraction
+    return config.learning_rate * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 class Trainer:
