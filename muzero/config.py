@@ -32,6 +32,13 @@ class EnvConfig:
     frame_stack: int = 1
     max_episode_steps: int = 0
     """0 keeps the env's own limit."""
+    random_opening_moves: int = 0
+    """Board games: each self-play game starts after k uniformly random legal moves, k drawn
+    uniformly from 0..N (a random opening that ends the game is replaced by the initial
+    position). Only what follows the opening is played, stored and trained on, so every
+    target is still that of good play from there; what it adds is positions good play
+    alone never reaches, as an opponent's unusual opening. 0 (default): every game starts
+    from the initial position. Evaluation always does."""
     wrappers: list[str] = field(default_factory=list)
     """gymnasium observation/reward wrappers applied in order to each env, each "name" or
     "name:arguments", e.g. ["max_and_skip:4", "grayscale", "resize:84x84", "channel_first",
@@ -46,6 +53,7 @@ class EnvConfig:
         _require(self.num_envs >= 1, "env.num_envs", "must be >= 1")
         _require(self.frame_stack >= 1, "env.frame_stack", "must be >= 1")
         _require(self.max_episode_steps >= 0, "env.max_episode_steps", "must be >= 0")
+        _require(self.random_opening_moves >= 0, "env.random_opening_moves", "must be >= 0")
         for i, text in enumerate(self.wrappers):
             try:
                 parse_wrapper(text)

@@ -150,3 +150,43 @@ def test_cartpole_step_before_reset_is_an_error():
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.array([0]))
     env.close()
+
+
+def test_random_openings_start_games_after_zero_to_n_random_legal_moves():
+    env = make_vector_env("tictactoe", num_envs=4000, seed=3, random_opening_moves=3)
+    counts = (env.states != 0).sum(axis=1)
+    # k uniform in 0..3: every count about a quarter of the games, and no other count
+    shares = np.bincount(counts, minlength=4) / counts.size
+    assert shares.size == 4 and np.all(np.abs(shares - 0.25) < 0.03), shares
+    np.testing.assert_array_equal(env._episode_steps, counts)  # the opening counts towards a time limit
+    np.testing.assert_array_equal(env.to_play(), counts % 2)  # positions of legal play: X moved first
+    assert not GAME.is_terminal(env.states).any()
+    # the openings vary: many distinct 3-move positions, and the seed decides them
+    three = {state.tobytes() for state in env.states[counts == 3]}
+    assert len(three) > 200
+    same = make_vector_env("tictactoe", num_envs=4000, seed=3, random_opening_moves=3)
+    other = make_vector_env("tictactoe", num_envs=4000, seed=4, random_opening_moves=3)
+    np.testing.assert_array_equal(same.states, env.states)
+    assert not np.array_equal(other.states, env.states)
+
+
+def test_random_openings_restart_finished_games_and_never_hand_out_a_finished_one():
+    env = make_vector_env("tictactoe", num_envs=500, seed=0, random_opening_moves=9)
+    assert not GAME.is_terminal(env.states).any()  # openings of up to 9 moves that ended were replaced
+    assert (env._episode_steps == (env.states != 0).sum(axis=1)).all()
+    rng = np.random.default_rng(0)
+    restarted = []
+    for _ in range(6):
+        mask = env.legal_mask()
+        step = env.step(np.array([rng.choice(np.flatnonzero(row)) for row in mask]))
+        ended = step.terminated | step.truncated
+        restarted.extend((env.states[ended] != 0).sum(axis=1).tolist())
+        assert not GAME.is_terminal(env.states).any()
+    assert restarted and max(restarted) > 0  # a new game after an end gets a random opening too
+
+
+def test_random_openings_are_refused_for_gymnasium_envs_and_bad_counts():
+    with pytest.raises(ValueError, match="env.random_opening_moves is for board games"):
+        make_vector_env("CartPole-v1", 1, 0, random_opening_moves=2)
+    with pytest.raises(ValueError, match="random_opening_moves must be an integer >= 0"):
+        make_vector_env("tictactoe", 1, 0, random_opening_moves=-1)

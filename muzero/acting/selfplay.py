@@ -42,7 +42,12 @@ class SelfPlay:
     def __init__(self, config: ExperimentConfig, network: MuZeroNetwork, seed: int, device: str = "cpu"):
         self.config = config
         self.env: VectorEnv = make_vector_env(
-            config.env.id, config.env.num_envs, seed, config.env.max_episode_steps, config.env.wrappers
+            config.env.id,
+            config.env.num_envs,
+            seed,
+            config.env.max_episode_steps,
+            config.env.wrappers,
+            random_opening_moves=config.env.random_opening_moves,
         )
         self.network = network
         self.device = device

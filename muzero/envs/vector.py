@@ -26,6 +26,7 @@ import numpy as np
 from muzero.envs import registry
 from muzero.envs.base import BoardGame
 from muzero.envs.gym_namespaces import missing_env_hint
+from muzero.envs.players import sample_from_mask
 from muzero.envs.wrappers import build_wrappers
 
 
@@ -193,14 +194,23 @@ class BoardGameVectorEnv(VectorEnv):
     """N games of a vectorised board game held as one (N, ...) state array.
 
     The rules are deterministic and every game starts from the same position,
-    so ``seed`` has nothing to seed; it is kept for a uniform interface.
-    ``max_episode_steps`` > 0 truncates a game after that many moves.
+    unless ``random_opening_moves`` = N > 0: then each game starts after k uniformly
+    random legal moves, k uniform in 0..N, drawn from ``seed`` (``env.random_opening_moves``).
+    ``max_episode_steps`` > 0 truncates a game after that many moves, the opening's included.
     """
 
     num_players = 2
     game: BoardGame  # always a game here (the base class allows None for gymnasium envs)
 
-    def __init__(self, env_id: str, game: BoardGame, num_envs: int, seed: int, max_episode_steps: int = 0):
+    def __init__(
+        self,
+        env_id: str,
+        game: BoardGame,
+        num_envs: int,
+        seed: int,
+        max_episode_steps: int = 0,
+        random_opening_moves: int = 0,
+    ):
         self.env_id = env_id
         self.game = game
         self.num_envs = num_envs
@@ -209,16 +219,39 @@ class BoardGameVectorEnv(VectorEnv):
         self.observation_dtype = np.dtype(np.float32)
         self.seed = seed
         self.max_episode_steps = max_episode_steps
-        self._states = game.initial_states(num_envs)
+        self.random_opening_moves = random_opening_moves
+        self._rng = np.random.default_rng(seed)
         self._episode_steps = np.zeros(num_envs, dtype=np.int64)
+        self._states = self._new_games(np.arange(num_envs))
+
+    def _new_games(self, games: np.ndarray) -> np.ndarray:
+        """Start positions for ``games`` (indices): the initial position, or after a random
+        opening; sets their move counters."""
+        states = self.game.initial_states(len(games))
+        moves = np.zeros(len(games), dtype=np.int64)
+        if self.random_opening_moves:
+            wanted = self._rng.integers(0, self.random_opening_moves + 1, size=len(games))
+            for ply in range(self.random_opening_moves):
+                playing = np.flatnonzero(wanted > ply)
+                if playing.size == 0:
+                    break
+                actions = sample_from_mask(self.game.legal_mask(states[playing]), self._rng)
+                after, _, ended = self.game.step(states[playing], actions)
+                moves[playing] += 1
+                if ended.any():  # an opening that ends the game starts again from the initial position
+                    after[ended] = self.game.initial_states(int(ended.sum()))
+                    moves[playing[ended]] = 0
+                    wanted[playing[ended]] = 0
+                states[playing] = after
+        self._episode_steps[games] = moves
+        return states
 
     @property
     def states(self) -> np.ndarray:
         return self._states
 
     def reset(self) -> np.ndarray:
-        self._states = self.game.initial_states(self.num_envs)
-        self._episode_steps[:] = 0
+        self._states = self._new_games(np.arange(self.num_envs))
         return self.game.observe(self._states)
 
     def step(self, actions: np.ndarray, resign: np.ndarray | None = None) -> VectorStep:
@@ -247,8 +280,7 @@ class BoardGameVectorEnv(VectorEnv):
         final_ownership = self._final_ownership(next_states, terminated & (resign is None or ~resign))
         ended = terminated | truncated
         if ended.any():
-            next_states[ended] = self.game.initial_states(int(ended.sum()))
-            self._episode_steps[ended] = 0
+            next_states[ended] = self._new_games(np.flatnonzero(ended))
             next_obs = self.game.observe(next_states)
         else:
             next_obs = final_obs.copy()
@@ -280,12 +312,19 @@ class BoardGameVectorEnv(VectorEnv):
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, seed: int, max_episode_steps: int = 0, wrappers: tuple[str, ...] | list[str] = ()
+    env_id: str,
+    num_envs: int,
+    seed: int,
+    max_episode_steps: int = 0,
+    wrappers: tuple[str, ...] | list[str] = (),
+    random_opening_moves: int = 0,
 ) -> VectorEnv:
     """N environments for self-play: a vectorised board game or N gymnasium envs.
 
     ``max_episode_steps`` = 0 keeps the env's own limit. ``wrappers`` (``env.wrappers``,
-    see :mod:`muzero.envs.wrappers`) wrap each gymnasium env in order. Raises ValueError
+    see :mod:`muzero.envs.wrappers`) wrap each gymnasium env in order.
+    ``random_opening_moves`` (``env.random_opening_moves``, board games only) starts games
+    after up to that many random moves. Raises ValueError
     for an id that is neither a board game nor a registered gymnasium env, for a
     gymnasium env whose spaces (after the wrappers) are not Discrete actions and Box
     observations, and for a bad wrapper.
@@ -300,8 +339,15 @@ def make_vector_env(
         or max_episode_steps < 0
     ):
         raise ValueError(f"max_episode_steps must be an integer >= 0, got {max_episode_steps!r}")
+    if isinstance(random_opening_moves, bool) or not isinstance(random_opening_moves, (int, np.integer)):
+        raise ValueError(f"random_opening_moves must be an integer >= 0, got {random_opening_moves!r}")
+    if random_opening_moves < 0:
+        raise ValueError(f"random_opening_moves must be an integer >= 0, got {random_opening_moves!r}")
     if registry.is_game(env_id):
-        return BoardGameVectorEnv(env_id, make_board_game(env_id), int(num_envs), seed, int(max_episode_steps))
+        game = make_board_game(env_id)
+        return BoardGameVectorEnv(env_id, game, int(num_envs), seed, int(max_episode_steps), int(random_opening_moves))
+    if random_opening_moves:
+        raise ValueError(f"env.random_opening_moves is for board games; {env_id!r} is a gymnasium env (set it to 0)")
     try:
         gymnasium.spec(env_id)
     except gymnasium.error.Error as error:

@@ -40,13 +40,14 @@ class _Inference(torch.nn.Module):
         return output.hidden, value, reward, output.policy_logits
 
     def recurrent_rules(self, hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """As :meth:`recurrent`, plus the rules heads' verdicts: legal (B, A) and ended (B,)."""
+        """As :meth:`recurrent`, plus the rules heads' verdicts as one (B, A + 1) bool tensor:
+        legal per action, then ended (one transfer instead of two)."""
         output = self.network.recurrent_inference(hidden, actions)
         verdicts = self.network.rules(output.hidden)
         if verdicts is None:
             raise ValueError("the network has no rules heads (network.rules_heads)")
         legal_logits, ended_logits = verdicts
-        return (*self._scalars(output), legal_logits > 0, ended_logits > 0)
+        return (*self._scalars(output), torch.cat((legal_logits, ended_logits[:, None]), dim=1) > 0)
 
     def initial(self, observations: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self._scalars(self.network.initial_inference(observations))
@@ -108,8 +109,8 @@ class LearnedModel:
         hidden, value, reward, logits = outputs[:4]
         next_to_play = (1 - to_play).astype(np.int8) if self.num_players == 2 else to_play
         if self.knows_rules:
-            legal = outputs[4].cpu().numpy()
-            ended = outputs[5].cpu().numpy()
+            verdicts = outputs[4].cpu().numpy()
+            legal, ended = np.ascontiguousarray(verdicts[:, :-1]), verdicts[:, -1].copy()
             nothing_legal = ~legal.any(axis=1) & ~ended
             legal[nothing_legal] = True  # the model is unsure of its own rules: every move stays open
         else:
