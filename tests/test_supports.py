@@ -23,7 +23,7 @@ from muzero.operations.progress import Progress
 
 HUNDRED_ENV_ID = "muzero-test/HundredPerStep-v0"
 EPISODE_STEPS = 10
-DISCOUNT = 0.99  # the cartpole preset's
+DISCOUNT = 0.99  # fixed here, whatever the cartpole preset uses
 
 
 class HundredPerStepEnv(gymnasium.Env):
@@ -51,7 +51,16 @@ if HUNDRED_ENV_ID not in gymnasium.registry:
 
 def hundred_config(*overrides):
     return config_module.load(
-        "cartpole", [f"env.id={HUNDRED_ENV_ID}", "env.num_envs=2", "network.support_probe_steps=40", *overrides]
+        "cartpole",
+        [
+            f"env.id={HUNDRED_ENV_ID}",
+            "env.num_envs=2",
+            "network.support_probe_steps=40",
+            f"training.discount={DISCOUNT}",
+            "network.value_support=10",
+            "network.reward_support=2",
+            *overrides,
+        ],
     )
 
 
@@ -84,10 +93,11 @@ def network_for(config):
 
 def test_the_cartpole_preset_keeps_its_supports_on_cartpole():
     config = config_module.load("cartpole")
+    discount = config.training.discount
     adapted, fit = adapt_to_env(config)
     assert adapted == config and fit.widened == ()
-    assert (fit.value_support, fit.reward_support) == (10, 2)
-    assert fit.max_abs_reward == 1.0 and fit.value_bound == pytest.approx((1 - DISCOUNT**500) / (1 - DISCOUNT))
+    assert (fit.value_support, fit.reward_support) == (config.network.value_support, config.network.reward_support)
+    assert fit.max_abs_reward == 1.0 and fit.value_bound == pytest.approx((1 - discount**500) / (1 - discount))
 
 
 def test_auto_widens_supports_to_cover_an_env_with_rewards_of_100():
@@ -114,7 +124,7 @@ def test_adapted_supports_leave_no_real_target_clipped_and_the_preset_ones_do():
 
     parts = muzero_loss(network_for(adapted), batch, 0.25).parts
     assert parts["value_targets_clipped"] == 0.0 and parts["reward_targets_clipped"] == 0.0
-    parts = muzero_loss(network_for(config), batch, 0.25).parts  # the preset's 10 and 2
+    parts = muzero_loss(network_for(config), batch, 0.25).parts  # supports 10 and 2
     # rewards of 100 are past reward_support 2 (h^-1(2) ~ 8), values past 117 past value_support 10
     rewards, values = batch.target_rewards[batch.reward_mask], batch.target_values[batch.value_mask]
     assert parts["reward_targets_clipped"] == pytest.approx(float((rewards == 100).float().mean()))
