@@ -76,7 +76,7 @@ def test_tictactoe_learned_model_never_loses_to_random_play(tmp_path):
 
     config = config_module.load(
         "tictactoe-learned",
-        ["training.max_env_steps=80000", "training.lr_decay_steps=10000", "training.eval_interval=0"],
+        ["training.max_env_steps=140000", "training.lr_decay_steps=17000", "training.eval_interval=0"],
     )
     result = train(config, tmp_path / "run", Progress("slow-test", interval_s=60, live=False))
     game = TicTacToe()
