@@ -17,12 +17,12 @@ beyond 10% from them. For a preset (default ``tictactoe-learned``) it measures
   the variant asks for them; making the batch is not timed): off, rules heads, consistency
   loss weight 2, both.
 
-Networks are untrained (seeded the same, so a variant's network is the off network plus its
-head); the figures are compute cost, not search quality. An untrained rules head's verdicts
-are arbitrary, so its trees have another shape than a trained one's; the network call of a
-simulation is the same fixed-size batch either way (skipped only when every root's descent
-ends on a predicted end). With ``search.model = 'simulator'`` self-play never runs the
-learned model, so its rules heads cost it nothing.
+Networks are untrained: every variant has the off network's weights (seeded), and the rules
+heads' verdicts are held at "every move legal, never ended", so the search grows the same
+trees with and without them; the figures are compute cost, not search quality (an untrained
+head's arbitrary verdicts would change the trees: each predicted end skips a network call).
+With ``search.model = 'simulator'`` self-play never runs the learned model, so its rules
+heads cost it nothing.
 
 The machine may be shared and noisy, so each figure is a ratio against a peer measured in the
 same run: the variants of a part are interleaved in rounds (forward, then reversed order the
@@ -104,10 +104,33 @@ def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+NEUTRAL_LOGIT = 10.0
+"""The neutral rules heads' verdicts: every move legal (+10), never ended (-10)."""
+
+
 def seeded_network(config: ExperimentConfig, shapes: Shapes, seed: int) -> MuZeroNetwork:
-    """The same trunk weights for every variant: the rules head is built after the rest."""
+    """Every variant's network: the off variant's weights (seeded) and, with rules heads, heads
+    whose verdicts are "every move legal, never ended" whatever the state. The search then
+    grows the off variant's trees and only the heads' compute differs: an untrained head's
+    verdicts are arbitrary, and each predicted end skips a simulation's network call (one
+    seed's untrained heads made the search twice as fast)."""
     torch.manual_seed(seed)
-    return build_network(config.network, shapes.stacked, shapes.num_actions)
+    off = build_network(
+        config_module.replace(config, ["network.rules_heads=false"]).network, shapes.stacked, shapes.num_actions
+    )
+    if not config.network.rules_heads:
+        return off
+    network = build_network(config.network, shapes.stacked, shapes.num_actions)
+    state = network.state_dict()
+    for name, value in off.state_dict().items():
+        state[name][: value.shape[0]] = value  # the MLP's stacked first layer: policy and value rows, then rules
+    network.load_state_dict(state)
+    verdicts = network.rules_out if hasattr(network, "rules_out") else network.rules_head.body[-1]
+    with torch.no_grad():
+        verdicts.weight.zero_()
+        verdicts.bias.fill_(NEUTRAL_LOGIT)
+        verdicts.bias[-1] = -NEUTRAL_LOGIT
+    return network
 
 
 def collect(config: ExperimentConfig, shapes: Shapes, seed: int, min_transitions: int):

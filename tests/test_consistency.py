@@ -145,7 +145,7 @@ def test_the_consistency_loss_moves_the_dynamics_output_toward_the_next_represen
         similarities.append(similarity)
         optimizer.zero_grad()
         loss.mean().backward()
-        assert all(p.grad is None or not p.grad.any() for p in net.value_head.parameters())  # not on this path
+        assert all(p.grad is None or not p.grad.any() for p in net.value_out.parameters())  # not on this path
         optimizer.step()
     assert similarities[-1] > similarities[0] + 0.15, similarities
 

@@ -3,8 +3,24 @@
 import pytest
 
 from muzero import config as config_module
+from muzero.acting.evaluation import evaluate_board
+from muzero.nn.networks import build_network
 from muzero.operations.local import train
 from muzero.operations.progress import Progress
+from muzero.storage.checkpoint import CheckpointManager, load_checkpoint
+
+
+def trained_and_untrained_against_random(play_config, game, train_config, run_dir, games, seed):
+    """The reports (wins, draws, losses) against random play of the run's latest checkpoint
+    and of an untrained network of the same seed (the control), both played with
+    ``play_config``'s search."""
+    trained = build_network(train_config.network, game.observation_shape, game.num_actions)
+    trained.load_state_dict(load_checkpoint(CheckpointManager(run_dir).latest()).state_dict)
+    untrained = build_network(train_config.network, game.observation_shape, game.num_actions)
+    return [
+        evaluate_board(play_config, game, net, games=games, seed=seed, opponents=("random",))["random"]
+        for net in (trained, untrained)
+    ]
 
 
 @pytest.mark.slow
@@ -33,10 +49,7 @@ def test_go5_training_beats_random_play(tmp_path):
     # simulation per move, so the moves are the network's own (a deeper search through the
     # true rules beats random play even with untrained weights); the untrained network of
     # the same seed is the control.
-    from muzero.acting.evaluation import evaluate_board
     from muzero.envs.registry import get_game
-    from muzero.nn.networks import build_network
-    from muzero.storage.checkpoint import CheckpointManager, load_checkpoint
 
     config = config_module.load(
         "go7",
@@ -53,13 +66,7 @@ def test_go5_training_beats_random_play(tmp_path):
     result = train(config, tmp_path / "run", Progress("slow-test", interval_s=60, live=False))
     game = get_game("go5").rules()
     one = config_module.load("go7", ["env.id=go5", "search.num_simulations=1", "search.fast_simulations=0"])
-    trained = build_network(config.network, game.observation_shape, game.num_actions)
-    trained.load_state_dict(load_checkpoint(CheckpointManager(result.run_dir).latest()).state_dict)
-    untrained = build_network(config.network, game.observation_shape, game.num_actions)
-    reports = [
-        evaluate_board(one, game, net, games=60, seed=3, opponents=("random",))["random"]
-        for net in (trained, untrained)
-    ]
+    reports = trained_and_untrained_against_random(one, game, config, result.run_dir, games=60, seed=3)
     assert reports[0]["wins"] >= 45 and reports[0]["wins"] >= reports[1]["wins"] + 10, reports
 
 
@@ -69,23 +76,13 @@ def test_tictactoe_learned_model_never_loses_to_random_play(tmp_path):
     # random play. A perfect player cannot win every game as second player against random
     # moves (random play sometimes plays well), so "beats" is: no loss in 100 games and most
     # of them won, with an untrained network as the control.
-    from muzero.acting.evaluation import evaluate_board
     from muzero.envs.games.tictactoe import TicTacToe
-    from muzero.nn.networks import build_network
-    from muzero.storage.checkpoint import CheckpointManager, load_checkpoint
 
     config = config_module.load(
         "tictactoe-learned",
         ["training.max_env_steps=140000", "training.lr_decay_steps=17000", "training.eval_interval=0"],
     )
     result = train(config, tmp_path / "run", Progress("slow-test", interval_s=60, live=False))
-    game = TicTacToe()
-    trained = build_network(config.network, game.observation_shape, game.num_actions)
-    trained.load_state_dict(load_checkpoint(CheckpointManager(result.run_dir).latest()).state_dict)
-    untrained = build_network(config.network, game.observation_shape, game.num_actions)
-    reports = [
-        evaluate_board(config, game, net, games=100, seed=5, opponents=("random",))["random"]
-        for net in (trained, untrained)
-    ]
+    reports = trained_and_untrained_against_random(config, TicTacToe(), config, result.run_dir, games=100, seed=5)
     assert reports[0]["losses"] == 0 and reports[0]["wins"] >= 70, reports
     assert reports[1]["losses"] > 0, reports  # the control: without training it does lose

@@ -1,7 +1,7 @@
 """The unrolled MuZero loss: gradient scaling, step scaling, masks, weights, priorities."""
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,17 +9,10 @@ import torch
 
 from muzero.learning.batch import TorchBatch
 from muzero.learning.loss import cross_entropy, muzero_loss, scale_gradient
+from muzero.nn.networks import InferenceOutput as Output
 from muzero.nn.support import Support
 
 NUM_ACTIONS = 3
-
-
-@dataclass
-class Output:
-    hidden: torch.Tensor
-    value_logits: torch.Tensor
-    reward_logits: torch.Tensor
-    policy_logits: torch.Tensor
 
 
 class ConstantNetwork:

@@ -92,12 +92,12 @@ def test_training_the_rules_heads_learns_the_legal_moves_and_the_ends_inside_the
     torch_batch = batch.to_torch()
     net.eval()
     with torch.no_grad():
-        hidden = net.initial_inference(torch_batch.observations).hidden
+        output = net.initial_inference(torch_batch.observations)
         correct, total = 0, 0
         for k in range(UNROLL + 1):
             if k:
-                hidden = net.recurrent_inference(hidden, torch_batch.actions[:, k - 1]).hidden
-            legal_logits, ended_logits = net.rules(hidden)
+                output = net.recurrent_inference(output.hidden, torch_batch.actions[:, k - 1])
+            legal_logits, ended_logits = output.rules_logits[:, :-1], output.rules_logits[:, -1]
             known = torch_batch.rules_mask[:, k]
             correct += int(((legal_logits > 0) == torch_batch.target_legal[:, k])[known].sum())
             correct += int(((ended_logits > 0) == torch_batch.target_terminal[:, k])[known].sum())
@@ -118,7 +118,7 @@ def test_a_batch_without_rules_targets_is_refused_by_name():
 
 def set_verdicts(net, legal_bias, ended_bias):
     """Make the rules heads' verdicts constant: zero weights, the given biases."""
-    last = net.rules_head.body[-1]
+    last = net.rules_out
     with torch.no_grad():
         last.weight.zero_()
         last.bias.copy_(torch.tensor([*legal_bias, ended_bias], dtype=torch.float32))
@@ -193,3 +193,41 @@ def test_rules_targets_cross_the_wire():
 def test_rules_heads_on_a_board_network_are_refused():
     with pytest.raises(ConfigError, match="network.rules_heads"):
         NetworkConfig(kind="board", rules_heads=True).validate()
+
+
+@pytest.mark.parametrize("rules", [True, False])
+def test_a_checkpoint_of_the_per_head_mlp_layout_loads_with_the_same_outputs(rules):
+    """MLP checkpoints written before the heads' first layers were stacked (one Sequential per
+    head: policy_head, value_head, rules_head.body) load into the stacked layout unchanged."""
+    net = network(seed=3, rules=rules)
+    head = net.head_size
+    old = {
+        k: v
+        for k, v in net.state_dict().items()
+        if not k.startswith(("prediction_hidden", "policy_out", "value_out", "rules_out"))
+    }
+    names = ["policy_head.0", "value_head.0"] + (["rules_head.body.0"] if rules else [])
+    for i, name in enumerate(names):
+        old[f"{name}.weight"] = net.prediction_hidden.weight[i * head : (i + 1) * head].clone()
+        old[f"{name}.bias"] = net.prediction_hidden.bias[i * head : (i + 1) * head].clone()
+    for name, module in [("policy_head.2", net.policy_out), ("value_head.2", net.value_out)] + (
+        [("rules_head.body.2", net.rules_out)] if rules else []
+    ):
+        old[f"{name}.weight"], old[f"{name}.bias"] = module.weight.clone(), module.bias.clone()
+    loaded = network(seed=4, rules=rules)
+    loaded.load_state_dict(old)
+    observations = torch.randn(5, 8)
+    expected, got = net.initial_inference(observations), loaded.initial_inference(observations)
+    for name in ("policy_logits", "value_logits") + (("rules_logits",) if rules else ()):
+        torch.testing.assert_close(getattr(got, name), getattr(expected, name))
+    assert (got.rules_logits is None) == (not rules)
+
+
+def test_a_resnet_network_has_rules_heads_too():
+    torch.manual_seed(0)
+    config = NetworkConfig(kind="resnet", channels=8, num_blocks=1, head_hidden_size=16, rules_heads=True)
+    net = build_network(config, (3, 3, 3), 9)
+    output = net.recurrent_inference(net.initial_inference(torch.zeros(2, 3, 3, 3)).hidden, torch.tensor([0, 4]))
+    assert output.rules_logits.shape == (2, 10)
+    plain = build_network(replace(config, rules_heads=False), (3, 3, 3), 9)
+    assert plain.initial_inference(torch.zeros(2, 3, 3, 3)).rules_logits is None

@@ -129,3 +129,17 @@ def test_state_dict_round_trip_resumes_identically():
         torch.testing.assert_close(p, q)
     with pytest.raises(ValueError, match="trainer state"):
         restored.load_state_dict({"tensors": {}})
+
+
+def test_the_optimizer_state_of_another_network_layout_is_refused_by_name():
+    batch = fixed_batch(8)
+    original = Trainer(small_network(), config())
+    original.train_step(batch)
+    torch.manual_seed(0)
+    wider = build_network(
+        NetworkConfig(hidden_size=48, num_layers=1, head_hidden_size=16, value_support=5, reward_support=3),
+        OBS_SHAPE,
+        NUM_ACTIONS,
+    )
+    with pytest.raises(ValueError, match=r"exp_avg.* of parameter 0 has shape \(32, 4\).*another network layout"):
+        Trainer(wider, config()).load_state_dict(original.state_dict())

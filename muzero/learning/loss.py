@@ -89,23 +89,19 @@ def auxiliary_loss(
     return loss, parts
 
 
-def rules_loss(network, hidden: Tensor, batch: TorchBatch, k: int) -> Tensor | None:
-    """(B,) binary cross-entropy of ``network.rules_heads`` at unrolled position k: the legal
-    moves (averaged over the actions) plus the episode's end, masked where unknown; None
-    when the network has no such heads."""
-    rules = getattr(network, "rules", None)  # as auxiliary_loss: any network-like object will do
-    predicted = rules(hidden) if rules is not None else None
-    if predicted is None:
+def rules_loss(rules_logits: Tensor | None, batch: TorchBatch, k: int) -> Tensor | None:
+    """(B,) binary cross-entropy of ``network.rules_heads``' logits (B, A + 1) at unrolled
+    position k: the legal moves (averaged over the actions) plus the episode's end, masked
+    where unknown; None when the network has no such heads (``rules_logits`` None)."""
+    if rules_logits is None:
         return None
     if batch.target_legal is None or batch.target_terminal is None or batch.rules_mask is None:
         raise ValueError("network.rules_heads: the batch has no rules targets (batch_from_sample(rules=True))")
-    legal_logits, terminal_logits = predicted
-    legal = F.binary_cross_entropy_with_logits(
-        legal_logits.float(), batch.target_legal[:, k].float(), reduction="none"
-    ).mean(dim=1)
-    ended = F.binary_cross_entropy_with_logits(
-        terminal_logits.float(), batch.target_terminal[:, k].float(), reduction="none"
+    logits = rules_logits.float()
+    legal = F.binary_cross_entropy_with_logits(logits[:, :-1], batch.target_legal[:, k].float(), reduction="none").mean(
+        dim=1
     )
+    ended = F.binary_cross_entropy_with_logits(logits[:, -1], batch.target_terminal[:, k].float(), reduction="none")
     return (legal + ended) * batch.rules_mask[:, k].float()
 
 
@@ -172,7 +168,7 @@ def muzero_loss(
 
     hidden = output.hidden
     auxiliary, auxiliary_parts = auxiliary_loss(network, hidden, batch, ownership_weight, score_weight)
-    rules = rules_loss(network, hidden, batch, 0)
+    rules = rules_loss(output.rules_logits, batch, 0)
     step_scale = 1.0 / unroll_steps
     unrolled: list[Tensor] = []
     for k in range(1, unroll_steps + 1):
@@ -180,7 +176,7 @@ def muzero_loss(
         output = network.recurrent_inference(hidden, batch.actions[:, k - 1])
         hidden = output.hidden
         unrolled.append(hidden)
-        step_rules = rules_loss(network, hidden, batch, k) if rules is not None else None
+        step_rules = rules_loss(output.rules_logits, batch, k)
         if rules is not None and step_rules is not None:
             rules = rules + step_scale * step_rules
         value_loss = value_loss + step_scale * cross_entropy(output.value_logits, value_probs[:, k]) * value_mask[:, k]

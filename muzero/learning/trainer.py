@@ -142,6 +142,20 @@ class Trainer:
                 tensors[f"trained.{name}"] = value.detach().to("cpu", copy=True).contiguous()
         return {"tensors": tensors, "meta": {"step": self.step, "param_groups": groups, "scalars": scalars}}
 
+    def _check_moments_fit(self, per_param: dict[int, dict[str, Any]]) -> None:
+        """torch's optimizer loads moments of any shape and fails only at the next step: refuse
+        the state of another network layout here, naming the parameter."""
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for index, values in per_param.items():
+            if not 0 <= index < len(parameters):
+                raise ValueError(f"trainer state: parameter {index}, the network has {len(parameters)}")
+            for name, value in values.items():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != parameters[index].shape:
+                    raise ValueError(
+                        f"trainer state: {name} of parameter {index} has shape {tuple(value.shape)}, the "
+                        f"parameter {tuple(parameters[index].shape)}: the state of another network layout"
+                    )
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (e.g. from a checkpoint)."""
         try:
@@ -191,6 +205,7 @@ class Trainer:
                 raise ValueError(f"trainer state: trained weights: {error}") from None
         for index, values in meta.get("scalars", {}).items():
             per_param.setdefault(int(index), {}).update(values)
+        self._check_moments_fit(per_param)
         restored_groups = [
             {key: (tuple(value) if key == "betas" else value) for key, value in group.items()} for group in groups
         ]

@@ -169,8 +169,8 @@ class BoardNetwork(MuZeroNetwork):
         next_hidden = self.dynamics_body(torch.cat([hidden, self.action_planes(actions, hidden)], dim=1))
         return next_hidden, self.reward_head(next_hidden)
 
-    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        return self.policy_head(hidden), self.value_head(hidden)
+    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor, None]:
+        return self.policy_head(hidden), self.value_head(hidden), None  # Go searches its true rules
 
     def auxiliary(self, hidden: Tensor) -> dict[str, Tensor]:
         """KataGo's auxiliary predictions at ``hidden`` (the heads switched on): "ownership"

@@ -26,6 +26,9 @@ class InferenceOutput:
     value_logits: Tensor  # (B, value bins)
     reward_logits: Tensor  # (B, reward bins); initial inference: the logits of reward 0
     policy_logits: Tensor  # (B, A)
+    rules_logits: Tensor | None = None
+    """With network.rules_heads (B, A + 1): per action whether it is legal, then whether the
+    episode has ended, as logits; None without."""
 
 
 def scale_hidden(hidden: Tensor) -> Tensor:
@@ -55,15 +58,9 @@ class MuZeroNetwork(nn.Module):
         self.num_actions = num_actions
         self.value_support = Support(config.value_support)
         self.reward_support = Support(config.reward_support)
-        self.rules_head: RulesHead | None = None
-        """With network.rules_heads: legal-move and episode-end logits (build_network adds it)."""
-
-    def rules(self, hidden: Tensor) -> tuple[Tensor, Tensor] | None:
-        """(legal-move logits (B, A), episode-end logits (B,)) of hidden states; None
-        without network.rules_heads."""
-        if self.rules_head is None:
-            return None
-        return self.rules_head(hidden)
+        self.has_rules_heads = config.rules_heads
+        """network.rules_heads: every inference also predicts the legal moves and the episode's
+        end (``InferenceOutput.rules_logits``)."""
 
     # bodies, implemented by subclasses
     def represent(self, observations: Tensor) -> Tensor:
@@ -72,22 +69,23 @@ class MuZeroNetwork(nn.Module):
     def dynamics(self, hidden: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(policy logits, value logits, rules logits or None) of (scaled) hidden states."""
         raise NotImplementedError
 
     def initial_inference(self, observations: Tensor) -> InferenceOutput:
         hidden = scale_hidden(self.represent(observations))
-        policy_logits, value_logits = self.predict(hidden)
+        policy_logits, value_logits, rules_logits = self.predict(hidden)
         reward_logits = self._zero_reward_logits(hidden.shape[0], hidden)
-        return InferenceOutput(hidden, value_logits, reward_logits, policy_logits)
+        return InferenceOutput(hidden, value_logits, reward_logits, policy_logits, rules_logits)
 
     def recurrent_inference(self, hidden: Tensor, actions: Tensor) -> InferenceOutput:
         if actions.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"actions must be an integer tensor, got {actions.dtype}")
         next_hidden, reward_logits = self.dynamics(hidden, actions.long())
         next_hidden = scale_hidden(next_hidden)
-        policy_logits, value_logits = self.predict(next_hidden)
-        return InferenceOutput(next_hidden, value_logits, reward_logits, policy_logits)
+        policy_logits, value_logits, rules_logits = self.predict(next_hidden)
+        return InferenceOutput(next_hidden, value_logits, reward_logits, policy_logits, rules_logits)
 
     def _zero_reward_logits(self, batch: int, like: Tensor) -> Tensor:
         logits = torch.full((batch, self.reward_support.size), -1e4, device=like.device, dtype=like.dtype)
@@ -96,7 +94,13 @@ class MuZeroNetwork(nn.Module):
 
 
 class MLPNetwork(MuZeroNetwork):
-    """For flat observations: (frame_stack * D,)."""
+    """For flat observations: (frame_stack * D,).
+
+    The prediction heads (policy, value and, with rules heads, rules) are two-layer MLPs on
+    the hidden state whose first layers are one matrix: on a CPU a search's network call is
+    a few dozen small operations, each costing about as much as its arithmetic, so one
+    matrix product instead of three is what keeps the rules heads cheap to the search.
+    """
 
     def __init__(self, config: NetworkConfig, observation_shape: tuple[int, ...], num_actions: int):
         super().__init__(config, num_actions)
@@ -105,9 +109,15 @@ class MLPNetwork(MuZeroNetwork):
         self.representation = mlp([obs_size] + [width] * depth + [width])
         self.dynamics_body = mlp([width + num_actions] + [width] * depth + [width])
         head = config.head_hidden_size
+        self.head_size = head
         self.reward_head = nn.Sequential(nn.Linear(width, head), nn.ReLU(), nn.Linear(head, self.reward_support.size))
-        self.value_head = nn.Sequential(nn.Linear(width, head), nn.ReLU(), nn.Linear(head, self.value_support.size))
-        self.policy_head = nn.Sequential(nn.Linear(width, head), nn.ReLU(), nn.Linear(head, num_actions))
+        heads = 3 if config.rules_heads else 2
+        self.prediction_hidden = nn.Linear(width, heads * head)
+        """The first layers of the policy, value and rules heads, in that order, stacked."""
+        self.policy_out = nn.Linear(head, num_actions)
+        self.value_out = nn.Linear(head, self.value_support.size)
+        self.rules_out = nn.Linear(head, num_actions + 1) if config.rules_heads else None
+        self._register_load_state_dict_pre_hook(_stack_per_head_layers)
 
     def represent(self, observations: Tensor) -> Tensor:
         return self.representation(observations.flatten(1).float())
@@ -117,21 +127,42 @@ class MLPNetwork(MuZeroNetwork):
         next_hidden = self.dynamics_body(torch.cat([hidden, one_hot], dim=1))
         return next_hidden, self.reward_head(next_hidden)
 
-    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        return self.policy_head(hidden), self.value_head(hidden)
+    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        features = torch.relu(self.prediction_hidden(hidden)).split(self.head_size, dim=1)
+        rules = self.rules_out(features[2]) if self.rules_out is not None else None
+        return self.policy_out(features[0]), self.value_out(features[1]), rules
+
+
+def _stack_per_head_layers(state_dict: dict, prefix: str, *_) -> None:
+    """Load a checkpoint of the earlier MLP layout (one ``policy_head``, ``value_head`` and
+    ``rules_head.body`` Sequential each): stack their first layers into
+    ``prediction_hidden``, rename their second ones. The arithmetic is the same."""
+    firsts = [f"{prefix}policy_head.0.", f"{prefix}value_head.0.", f"{prefix}rules_head.body.0."]
+    if f"{firsts[0]}weight" not in state_dict:
+        return
+    for kind in ("weight", "bias"):
+        parts = [state_dict.pop(f"{first}{kind}") for first in firsts if f"{first}{kind}" in state_dict]
+        state_dict[f"{prefix}prediction_hidden.{kind}"] = torch.cat(parts)
+        for old, new in (
+            ("policy_head.2", "policy_out"),
+            ("value_head.2", "value_out"),
+            ("rules_head.body.2", "rules_out"),
+        ):
+            if f"{prefix}{old}.{kind}" in state_dict:
+                state_dict[f"{prefix}{new}.{kind}"] = state_dict.pop(f"{prefix}{old}.{kind}")
 
 
 class RulesHead(nn.Module):
     """Which actions are legal and whether the episode has ended, from a hidden state
-    (flattened): the rules a search inside the learned model would otherwise not know."""
+    (flattened): the rules a search inside the learned model would otherwise not know.
+    Logits (B, A + 1): per action, then the end."""
 
     def __init__(self, hidden_size: int, head: int, num_actions: int):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(hidden_size, head), nn.ReLU(), nn.Linear(head, num_actions + 1))
 
-    def forward(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.body(hidden.flatten(1))
-        return logits[:, :-1], logits[:, -1]
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.body(hidden.flatten(1))
 
 
 class ResidualBlock(nn.Module):
@@ -189,6 +220,7 @@ class ResNetNetwork(MuZeroNetwork):
         self.value_head = PooledHead(channels, head, self.value_support.size)
         self.policy_conv = nn.Sequential(nn.Conv2d(channels, 2, 1), nn.ReLU())
         self.policy_out = nn.Linear(2 * height * width + channels, num_actions)
+        self.rules_head = RulesHead(channels * height * width, head, num_actions) if config.rules_heads else None
 
     def represent(self, observations: Tensor) -> Tensor:
         return self.representation(observations.float())
@@ -198,10 +230,11 @@ class ResNetNetwork(MuZeroNetwork):
         next_hidden = self.dynamics_body(torch.cat([hidden, plane], dim=1))
         return next_hidden, self.reward_head(next_hidden)
 
-    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+    def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         local = self.policy_conv(hidden).flatten(1)
         pooled = hidden.mean(dim=(2, 3))
-        return self.policy_out(torch.cat([local, pooled], dim=1)), self.value_head(hidden)
+        rules = self.rules_head(hidden) if self.rules_head is not None else None
+        return self.policy_out(torch.cat([local, pooled], dim=1)), self.value_head(hidden), rules
 
 
 def build_network(config: NetworkConfig, observation_shape: tuple[int, ...], num_actions: int) -> MuZeroNetwork:
@@ -219,9 +252,6 @@ def build_network(config: NetworkConfig, observation_shape: tuple[int, ...], num
         network = BoardNetwork(config, tuple(observation_shape), num_actions)
     else:
         raise ValueError(f"network.kind: unknown body {config.kind!r}")
-    if config.rules_heads:
-        hidden = hidden_shape(network, tuple(observation_shape))
-        network.rules_head = RulesHead(math.prod(hidden), config.head_hidden_size, num_actions)
     return network
 
 

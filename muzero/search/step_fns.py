@@ -35,19 +35,11 @@ class _Inference(torch.nn.Module):
         self.network = network
 
     def _scalars(self, output: InferenceOutput) -> tuple[torch.Tensor, ...]:
+        """hidden, value, reward, policy logits and, with rules heads, their logits (B, A + 1)."""
         value = self.network.value_support.logits_to_scalar(output.value_logits)
         reward = self.network.reward_support.logits_to_scalar(output.reward_logits)
-        return output.hidden, value, reward, output.policy_logits
-
-    def recurrent_rules(self, hidden: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """As :meth:`recurrent`, plus the rules heads' verdicts as one (B, A + 1) bool tensor:
-        legal per action, then ended (one transfer instead of two)."""
-        output = self.network.recurrent_inference(hidden, actions)
-        verdicts = self.network.rules(output.hidden)
-        if verdicts is None:
-            raise ValueError("the network has no rules heads (network.rules_heads)")
-        legal_logits, ended_logits = verdicts
-        return (*self._scalars(output), torch.cat((legal_logits, ended_logits[:, None]), dim=1) > 0)
+        scalars = (output.hidden, value, reward, output.policy_logits)
+        return scalars if output.rules_logits is None else (*scalars, output.rules_logits)
 
     def initial(self, observations: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self._scalars(self.network.initial_inference(observations))
@@ -74,12 +66,11 @@ class LearnedModel:
         self.num_players = num_players
         self.num_actions = network.num_actions
         inference = _Inference(network)
-        self.knows_rules = getattr(network, "rules_head", None) is not None
+        self.knows_rules = getattr(network, "has_rules_heads", False)  # duck-typed networks: none
         """With network.rules_heads the search expands only moves the model predicts legal and
         stops where it predicts the episode has ended; without, every move is legal, always."""
-        recurrent = inference.recurrent_rules if self.knows_rules else inference.recurrent
         self._initial = torch.compile(inference.initial) if compile else inference.initial
-        self._recurrent = torch.compile(recurrent) if compile else recurrent
+        self._recurrent = torch.compile(inference.recurrent) if compile else inference.recurrent
         self._all_legal: np.ndarray | None = None
         self._no_terminal: np.ndarray | None = None
 
@@ -88,7 +79,7 @@ class LearnedModel:
         self, observations: np.ndarray, legal_mask: np.ndarray | None = None, to_play: np.ndarray | None = None
     ) -> RootInput:
         batch = observations.shape[0]
-        hidden, value, _, logits = self._initial(torch.as_tensor(observations, device=self.device))
+        hidden, value, _, logits = self._initial(torch.as_tensor(observations, device=self.device))[:4]
         if legal_mask is None:
             legal_mask = np.ones((batch, self.num_actions), dtype=bool)
         if to_play is None:
@@ -109,7 +100,7 @@ class LearnedModel:
         hidden, value, reward, logits = outputs[:4]
         next_to_play = (1 - to_play).astype(np.int8) if self.num_players == 2 else to_play
         if self.knows_rules:
-            verdicts = outputs[4].cpu().numpy()
+            verdicts = _to_numpy(outputs[4]) > 0  # (B, A + 1): legal per action, then ended
             legal, ended = np.ascontiguousarray(verdicts[:, :-1]), verdicts[:, -1].copy()
             nothing_legal = ~legal.any(axis=1) & ~ended
             legal[nothing_legal] = True  # the model is unsure of its own rules: every move stays open
