@@ -144,7 +144,10 @@ def run_gym(seeds: list[int], args: argparse.Namespace) -> dict:
         with _run_folder(args, seed, f"gym-{args.env_id}") as run_dir:
             result = train(config, Path(run_dir), Progress(f"{args.env_id} seed {seed}", interval_s=30, live=False))
         curves.append(
-            [[p.env_steps, round(p.eval_mean_return, 1), round(p.eval_stderr_return, 1)] for p in result.curve]
+            [
+                [p.env_steps, round(float(p.eval_mean_return), 1), round(float(p.eval_stderr_return), 1)]
+                for p in result.curve
+            ]
         )
         final.append(round(result.curve[-1].eval_mean_return, 1) if result.curve else None)
         wall.append(round(result.wall_s, 1))
