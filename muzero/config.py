@@ -174,13 +174,6 @@ class SearchConfig:
     random actions do not reach. Evaluation never explores. 0 (default) turns it off."""
     ez_greedy_mu: float = 2.0
     ez_greedy_max_repeat: int = 100
-    q_spread_floor: float = 0.0
-    """Both searches min-max normalise Q over the tree (MuZero, Appendix B). Where the values
-    span less than this fraction of their largest magnitude, they are divided by that
-    fraction instead of being stretched across [0, 1]: in a task whose every move looks
-    alike (a constant reward per step, a balanced pole) the stretch turns the value
-    network's noise into confident preferences (EfficientZero keeps a spread of at least
-    0.01 in reward units; this floor is scale-free). 0 (default) stretches any spread."""
     max_considered_actions: int = 16
     """Gumbel: actions sampled at the root (Gumbel-top-k)."""
     gumbel_scale: float = 1.0
@@ -198,7 +191,6 @@ class SearchConfig:
         _require(self.eval_temperature >= 0, "search.eval_temperature", "must be >= 0")
         _require(self.sample_moves >= 0, "search.sample_moves", "must be >= 0")
         _require(self.max_considered_actions >= 1, "search.max_considered_actions", "must be >= 1")
-        _require(0 <= self.q_spread_floor < 1, "search.q_spread_floor", "must be in [0, 1)")
         _require(0 <= self.ez_greedy_epsilon <= 1, "search.ez_greedy_epsilon", "must be in [0, 1]")
         _require(self.ez_greedy_mu > 1, "search.ez_greedy_mu", "must be > 1 (a zeta distribution's exponent)")
         _require(self.ez_greedy_max_repeat >= 1, "search.ez_greedy_max_repeat", "must be >= 1")

@@ -43,7 +43,6 @@ def test_int_is_accepted_for_float():
         ("training.unroll_steps=0", "training.unroll_steps: must be >= 1"),
         ("env.random_opening_moves=-1", "env.random_opening_moves: must be >= 0"),
         ("training.lr_decay_steps=-1", "training.lr_decay_steps: must be >= 0"),
-        ("search.q_spread_floor=1", "search.q_spread_floor: must be in [0, 1)"),
         ("search.num_simulations=2.5", "search.num_simulations: expected an integer"),
         ("search.num_simulations=true", "search.num_simulations: expected an integer"),
         ("training.learning_rate='fast'", "training.learning_rate: expected a number"),

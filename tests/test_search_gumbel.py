@@ -157,32 +157,3 @@ def test_gumbel_takes_only_the_callback_component():
     model = best_path_model()
     result = searcher.run(model.root([0]), model, np.random.default_rng(0))
     assert seen == [result]
-
-
-def test_a_q_spread_below_the_floor_is_not_stretched_across_the_unit_interval():
-    # As the test above, with rewards 100.2 and 100.0 and a root value of 100.1: a spread of
-    # 0.2 on values of 100, what value noise alone gives. Min-max normalisation stretches it to
-    # [0, 1] and the policy target becomes sure of action 0; with search.q_spread_floor = 0.01
-    # the spread is divided by 0.01 x 100.2 instead and the target stays near the prior.
-    next_state = [[1, 2, 3], [1, 1, 1], [2, 2, 2], [3, 3, 3]]
-    reward = [[100.2, 100.0, 0.0]] + [[0.0] * 3] * 3
-    prior = np.array([0.5, 0.3, 0.2])
-    model = TabularModel(
-        next_state, reward, [100.1, 0, 0, 0], np.log([prior] + [[1 / 3] * 3] * 3), terminal=[False, True, True, True]
-    )
-    v_mix = (100.1 + 2 / 0.8 * (0.5 * 100.2 + 0.3 * 100.0)) / 3
-    targets = {}
-    for floor, divisor in ((0.0, 0.2), (0.01, 0.01 * 100.2)):
-        result = gumbel_search(model, [0], num_simulations=2, max_considered_actions=2, q_spread_floor=floor)
-        q_normalised = np.clip(np.array([0.2, 0.0, v_mix - 100.0]) / divisor, 0.0, 1.0)
-        logits = np.log(prior) + (50 + 1) * 0.1 * q_normalised
-        np.testing.assert_allclose(
-            result.policy_target[0], np.exp(logits) / np.exp(logits).sum(), rtol=1e-4
-        )  # float32 rewards
-        targets[floor] = result.policy_target[0]
-    assert targets[0.0][0] > 0.9 and targets[0.01][0] < 0.75
-
-
-def test_q_spread_floor_is_validated():
-    with pytest.raises(ValueError, match="q_spread_floor"):
-        GumbelMuZero(3, 1, 4, 1.0, q_spread_floor=1.5)

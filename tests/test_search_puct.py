@@ -109,9 +109,6 @@ def test_q_normalisation_uses_the_trees_bounds_and_clips():
     assert normalize_q(3.0, 0.0, 2.0) == 1.0
     assert normalize_q(0.7, 0.7, 0.7) == 0.0  # no spread yet
     assert normalize_q(0.7, math.inf, -math.inf) == 0.0  # no Q seen yet
-    # search.q_spread_floor: a spread below the floor x max |Q| is divided by that instead.
-    assert normalize_q(100.5, 100.0, 101.0, 0.01) == pytest.approx(0.5 / 1.01)
-    assert normalize_q(0.5, 0.0, 2.0, 0.01) == pytest.approx(0.25)  # spread 2 > 0.02: unchanged
 
 
 def test_selection_order_on_a_tiny_tree_matches_hand_computation():

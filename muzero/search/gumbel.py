@@ -82,7 +82,7 @@ def completed_q_sigma(tree, b, node, c_visit, c_scale, out):
     if sum_visits > 0.0 and visited_prior > 0.0:
         v_mix = (v_mix + sum_visits * weighted_q / visited_prior) / (1.0 + sum_visits)
     sigma_scale = (c_visit + max_visits) * c_scale
-    offset, scale = q_normalizer(tree.q_min[b], tree.q_max[b], tree.q_spread_floor[0])
+    offset, scale = q_normalizer(tree.q_min[b], tree.q_max[b])
     for a in range(num_actions):
         edge = edges[b, node, a]
         if not edge.legal:
@@ -190,7 +190,6 @@ class GumbelMuZero(TreeSearcher):
         c_visit: float = 50.0,
         c_scale: float = 0.1,
         on_search_finished: SearchCallback | None = None,
-        q_spread_floor: float = 0.0,
     ):
         if max_considered_actions < 1:
             raise ValueError(f"max_considered_actions must be >= 1, got {max_considered_actions}")
@@ -200,7 +199,7 @@ class GumbelMuZero(TreeSearcher):
             raise ValueError(f"c_visit and c_scale must be >= 0, got {c_visit} and {c_scale}")
         if on_search_finished is not None and not callable(on_search_finished):
             raise TypeError(f"on_search_finished must be callable, got {type(on_search_finished).__name__}")
-        super().__init__(num_actions, batch_size_max, num_simulations, discount, q_spread_floor)
+        super().__init__(num_actions, batch_size_max, num_simulations, discount)
         self.max_considered_actions = int(max_considered_actions)
         self.gumbel_scale = float(gumbel_scale)
         self.c_visit = float(c_visit)

@@ -77,7 +77,7 @@ def select_by_score_fn(score_fn, tree, b, node, c1, c2):
     nor optimism.
     """
     edges = tree.edges
-    offset, scale = q_normalizer(tree.q_min[b], tree.q_max[b], tree.q_spread_floor[0])
+    offset, scale = q_normalizer(tree.q_min[b], tree.q_max[b])
     parent = tree.nodes[b, node]
     parent_visits = float(parent.visits)
     unvisited_q = min(max((parent.mean - offset) * scale, 0.0), 1.0)
@@ -103,7 +103,7 @@ def select_by_puct(exploration, tree, b, node, c1, c2):
     factor looked up: ``exploration[n]`` = sqrt(n) * (c1 + log((n + c2 + 1) / c2)). The log
     and sqrt, once per child, were most of the descent's cost."""
     edges = tree.edges
-    offset, scale = q_normalizer(tree.q_min[b], tree.q_max[b], tree.q_spread_floor[0])
+    offset, scale = q_normalizer(tree.q_min[b], tree.q_max[b])
     parent = tree.nodes[b, node]
     factor = exploration[parent.visits]
     unvisited_q = min(max((parent.mean - offset) * scale, 0.0), 1.0)
@@ -146,10 +146,8 @@ class TreeSearcher:
     """What every searcher shares: one tree, allocated once for ``batch_size_max`` roots,
     and the sizes it was allocated for (read from the tree, never copied)."""
 
-    def __init__(
-        self, num_actions: int, batch_size_max: int, num_simulations: int, discount: float, q_spread_floor: float = 0.0
-    ):
-        self.tree = SearchTree(num_actions, batch_size_max, num_simulations, discount, q_spread_floor)
+    def __init__(self, num_actions: int, batch_size_max: int, num_simulations: int, discount: float):
+        self.tree = SearchTree(num_actions, batch_size_max, num_simulations, discount)
 
     @property
     def num_actions(self) -> int:
@@ -187,7 +185,6 @@ class MCTS(TreeSearcher):
         select_action: SelectAction | None = None,
         policy_target: PolicyTarget | None = None,
         on_search_finished: SearchCallback | None = None,
-        q_spread_floor: float = 0.0,
     ):
         if score_fn is not None and not isinstance(score_fn, CPUDispatcher):
             raise TypeError(f"score_fn must be a numba @njit function, got {type(score_fn).__name__}")
@@ -202,7 +199,7 @@ class MCTS(TreeSearcher):
         for name, component in components.items():
             if component is not None and not callable(component):
                 raise TypeError(f"{name} must be callable, got {type(component).__name__}")
-        super().__init__(num_actions, batch_size_max, num_simulations, discount, q_spread_floor)
+        super().__init__(num_actions, batch_size_max, num_simulations, discount)
         self.pb_c_init = float(pb_c_init)
         self.pb_c_base = float(pb_c_base)
         self.score_fn = score_fn if score_fn is not None else puct_score
@@ -342,7 +339,6 @@ def make_search(config: SearchConfig, num_actions: int, batch_size: int, discoun
             gumbel_scale=config.gumbel_scale,
             c_visit=config.c_visit,
             c_scale=config.c_scale,
-            q_spread_floor=config.q_spread_floor,
             **components,
         )
     if config.algorithm != "muzero":
@@ -359,6 +355,5 @@ def make_search(config: SearchConfig, num_actions: int, batch_size: int, discoun
         discount,
         pb_c_init=config.pb_c_init,
         pb_c_base=config.pb_c_base,
-        q_spread_floor=config.q_spread_floor,
         **components,
     )

@@ -87,7 +87,6 @@ class TreeArrays(NamedTuple):
     node_count: np.ndarray  # (B,) int32
     q_min: np.ndarray  # (B,) float64: smallest Q seen in the tree (for normalisation)
     q_max: np.ndarray  # (B,) float64
-    q_spread_floor: np.ndarray  # (1,) float64: the least spread normalised over, a fraction of max |Q|
     fallback_action: np.ndarray  # (B,) int64: the root's first legal action
 
 
@@ -116,25 +115,23 @@ class StepArrays(NamedTuple):
 
 
 @njit(cache=True)
-def q_normalizer(q_min, q_max, spread_floor=0.0):
+def q_normalizer(q_min, q_max):
     """(offset, scale) such that min(max((q - offset) * scale, 0), 1) min-max normalises Q to
     [0, 1] with one root's tree-wide bounds.
 
     With no spread yet (fewer than two distinct Q values seen) every Q maps to
-    0, the value unvisited children get: nothing distinguishes them yet. A spread
-    below ``spread_floor`` x the largest |Q| is divided by that instead (search.q_spread_floor):
-    Q values that differ by less are taken for noise, not stretched across [0, 1].
+    0, the value unvisited children get: nothing distinguishes them yet.
     """
     spread = q_max - q_min
     if not spread > 1e-12:  # also catches the initial (+inf, -inf) bounds
         return 0.0, 0.0
-    return q_min, 1.0 / max(spread, spread_floor * max(abs(q_min), abs(q_max)))
+    return q_min, 1.0 / spread
 
 
 @njit(cache=True)
-def normalize_q(q, q_min, q_max, spread_floor=0.0):
+def normalize_q(q, q_min, q_max):
     """``q`` min-max normalised to [0, 1] (see :func:`q_normalizer`)."""
-    offset, scale = q_normalizer(q_min, q_max, spread_floor)
+    offset, scale = q_normalizer(q_min, q_max)
     return min(max((q - offset) * scale, 0.0), 1.0)
 
 
@@ -413,9 +410,7 @@ class SearchTree:
     """Preallocated trees for ``batch_size_max`` roots of ``num_simulations + 1`` nodes,
     and the simulation loop every selection rule shares."""
 
-    def __init__(
-        self, num_actions: int, batch_size_max: int, num_simulations: int, discount: float, q_spread_floor: float = 0.0
-    ):
+    def __init__(self, num_actions: int, batch_size_max: int, num_simulations: int, discount: float):
         for name, value in (
             ("num_actions", num_actions),
             ("batch_size_max", batch_size_max),
@@ -427,8 +422,6 @@ class SearchTree:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {discount}")
-        if not 0.0 <= q_spread_floor < 1.0:
-            raise ValueError(f"q_spread_floor must be in [0, 1), got {q_spread_floor}")
         self.num_actions = int(num_actions)
         self.batch_size_max = int(batch_size_max)
         self.num_simulations = int(num_simulations)
@@ -442,7 +435,6 @@ class SearchTree:
             node_count=np.zeros(rows, dtype=np.int32),
             q_min=np.full(rows, np.inf),
             q_max=np.full(rows, -np.inf),
-            q_spread_floor=np.full(1, float(q_spread_floor)),
             fallback_action=np.zeros(rows, dtype=np.int64),
         )
         self.descent = Descent(
