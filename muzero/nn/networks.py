@@ -117,7 +117,7 @@ class MLPNetwork(MuZeroNetwork):
         self.policy_out = nn.Linear(head, num_actions)
         self.value_out = nn.Linear(head, self.value_support.size)
         self.rules_out = nn.Linear(head, num_actions + 1) if config.rules_heads else None
-        self._register_load_state_dict_pre_hook(_stack_per_head_layers)
+        self.register_load_state_dict_pre_hook(_stack_per_head_layers)
 
     def represent(self, observations: Tensor) -> Tensor:
         return self.representation(observations.flatten(1).float())
@@ -133,7 +133,7 @@ class MLPNetwork(MuZeroNetwork):
         return self.policy_out(features[0]), self.value_out(features[1]), rules
 
 
-def _stack_per_head_layers(state_dict: dict, prefix: str, *_) -> None:
+def _stack_per_head_layers(module: nn.Module, state_dict: dict, prefix: str, *_) -> None:
     """Load a checkpoint of the earlier MLP layout (one ``policy_head``, ``value_head`` and
     ``rules_head.body`` Sequential each): stack their first layers into
     ``prediction_hidden``, rename their second ones. The arithmetic is the same."""
