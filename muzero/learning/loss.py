@@ -98,10 +98,9 @@ def rules_loss(rules_logits: Tensor | None, batch: TorchBatch, k: int) -> Tensor
     if batch.target_legal is None or batch.target_terminal is None or batch.rules_mask is None:
         raise ValueError("network.rules_heads: the batch has no rules targets (batch_from_sample(rules=True))")
     logits = rules_logits.float()
-    legal = F.binary_cross_entropy_with_logits(logits[:, :-1], batch.target_legal[:, k].float(), reduction="none").mean(
-        dim=1
-    )
+    per_action = F.binary_cross_entropy_with_logits(logits[:, :-1], batch.target_legal[:, k].float(), reduction="none")
     ended = F.binary_cross_entropy_with_logits(logits[:, -1], batch.target_terminal[:, k].float(), reduction="none")
+    legal = per_action.mean(dim=1)
     return (legal + ended) * batch.rules_mask[:, k].float()
 
 
