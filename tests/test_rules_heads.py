@@ -200,7 +200,7 @@ def test_a_checkpoint_of_the_per_head_mlp_layout_loads_with_the_same_outputs(rul
     """MLP checkpoints written before the heads' first layers were stacked (one Sequential per
     head: policy_head, value_head, rules_head.body) load into the stacked layout unchanged."""
     net = network(seed=3, rules=rules)
-    head = net.head_size
+    head = net.config.head_hidden_size
     old = {
         k: v
         for k, v in net.state_dict().items()

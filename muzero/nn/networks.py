@@ -109,7 +109,6 @@ class MLPNetwork(MuZeroNetwork):
         self.representation = mlp([obs_size] + [width] * depth + [width])
         self.dynamics_body = mlp([width + num_actions] + [width] * depth + [width])
         head = config.head_hidden_size
-        self.head_size = head
         self.reward_head = nn.Sequential(nn.Linear(width, head), nn.ReLU(), nn.Linear(head, self.reward_support.size))
         heads = 3 if config.rules_heads else 2
         self.prediction_hidden = nn.Linear(width, heads * head)
@@ -128,7 +127,7 @@ class MLPNetwork(MuZeroNetwork):
         return next_hidden, self.reward_head(next_hidden)
 
     def predict(self, hidden: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        features = torch.relu(self.prediction_hidden(hidden)).split(self.head_size, dim=1)
+        features = torch.relu(self.prediction_hidden(hidden)).split(self.config.head_hidden_size, dim=1)
         rules = self.rules_out(features[2]) if self.rules_out is not None else None
         return self.policy_out(features[0]), self.value_out(features[1]), rules
 
