@@ -55,8 +55,9 @@ HOLD_EVALS = 4
 HOLD_LEVEL = 450.0
 
 DQN_REFERENCE = {
-    # env id: (mean return, its std over seeds, env steps), a tuned DQN in rl-baselines3-zoo's
-    # benchmark.md (https://github.com/DLR-RM/rl-baselines3-zoo/blob/master/benchmark.md).
+    # env id: (mean return, its std over the evaluation episodes, env steps of training): one
+    # trained run of a tuned DQN in rl-baselines3-zoo's benchmark.md, evaluated greedily
+    # (https://github.com/DLR-RM/rl-baselines3-zoo/blob/master/benchmark.md).
     # LunarLander-v2 there; gymnasium 1.x has v3 (the same task, bug fixes in the physics).
     "Acrobot-v1": (-76.6, 11.8, 100_000),
     "MountainCar-v0": (-100.8, 9.9, 120_000),
