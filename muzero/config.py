@@ -91,7 +91,9 @@ class NetworkConfig:
     enough is kept; the run's config records what was used. 'fixed': the supports are used as
     set, and a run whose supports are too narrow stops at start naming the key to raise."""
     support_probe_steps: int = 1000
-    """Env steps (over all env.num_envs envs) of that random rollout; 0 skips it, and the check."""
+    """Env steps (over all env.num_envs envs) of that random rollout, at least: it goes on until
+    every env has ended an episode (terminal rewards count), up to 10x as long; 0 skips it, and
+    the check."""
     ownership_head: bool = False
     """kind = 'board': also predict, at the root, who will own each point when the game ends
     (KataGo's ownership target, trained where the episode's end is known; Go)."""

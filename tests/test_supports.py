@@ -213,3 +213,46 @@ def test_the_progress_panel_shows_clipped_targets_only_when_some_are():
     assert "clipped targets=value 0.3%, reward 0%" in stream.getvalue().splitlines()[-1]
     progress.update(force=True, value_targets_clipped=0.00012)
     assert "value 0.012%" in stream.getvalue().splitlines()[-1]
+
+
+LATE_ENV_ID = "muzero-test/LateReward-v0"
+LATE_STEPS = 30
+
+
+class LateRewardEnv(gymnasium.Env):
+    """Reward 0 for 29 steps, then 100 as the episode ends: the largest reward comes last."""
+
+    observation_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.steps = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.steps += 1
+        ended = self.steps >= LATE_STEPS
+        return np.zeros(2, dtype=np.float32), 100.0 if ended else 0.0, ended, False, {}
+
+
+class NeverEndsEnv(LateRewardEnv):
+    def step(self, action):
+        return np.zeros(2, dtype=np.float32), 1.0, False, False, {}
+
+
+for _id, _entry in ((LATE_ENV_ID, LateRewardEnv), ("muzero-test/NeverEnds-v0", NeverEndsEnv)):
+    if _id not in gymnasium.registry:
+        gymnasium.register(id=_id, entry_point=_entry)
+
+
+def test_the_rollout_goes_on_until_every_env_has_ended_an_episode():
+    # 40 steps over 4 envs are 10 each, a third of an episode: the end's reward of 100
+    # would be missed, and the reward support sized for 0.
+    env = make_vector_env(LATE_ENV_ID, num_envs=4, seed=0)
+    rollout = random_rollout(env, num_steps=40, discount=DISCOUNT, seed=0)
+    assert rollout.num_steps == 4 * LATE_STEPS
+    assert rollout.rewards.max() == 100.0 and rollout.episode_lengths.tolist() == [LATE_STEPS] * 4
+    # an env that never ends holds it for at most 10x the steps asked for
+    never = make_vector_env("muzero-test/NeverEnds-v0", num_envs=4, seed=0)
+    assert random_rollout(never, num_steps=40, discount=DISCOUNT, seed=0).num_steps == 4 * 10 * 10
