@@ -12,7 +12,7 @@ from muzero import config as config_module
 from muzero.acting.selfplay import SelfPlay
 from muzero.config import ConfigError, NetworkConfig
 from muzero.envs import make_vector_env
-from muzero.envs.rollout import random_rollout
+from muzero.envs.rollout import EXTENSION, random_rollout
 from muzero.learning.batch import TorchBatch, make_batch
 from muzero.learning.loss import muzero_loss
 from muzero.learning.segment import stacked_observation_shape
@@ -26,8 +26,8 @@ EPISODE_STEPS = 10
 DISCOUNT = 0.99  # fixed here, whatever the cartpole preset uses
 
 
-class HundredPerStepEnv(gymnasium.Env):
-    """Reward 100 on every step, 10 steps an episode: far outside the cartpole preset's supports."""
+class StepCountingEnv(gymnasium.Env):
+    """Two floats observed, two actions, its steps counted: the test envs differ only in ``step``."""
 
     observation_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
     action_space = gymnasium.spaces.Discrete(2)
@@ -36,6 +36,13 @@ class HundredPerStepEnv(gymnasium.Env):
         super().reset(seed=seed)
         self.steps = 0
         return self._obs(), {}
+
+    def _obs(self):
+        return np.zeros(2, dtype=np.float32)
+
+
+class HundredPerStepEnv(StepCountingEnv):
+    """Reward 100 on every step, 10 steps an episode: far outside the cartpole preset's supports."""
 
     def _obs(self):
         return np.array([self.steps / EPISODE_STEPS, 0.0], dtype=np.float32)
@@ -219,26 +226,18 @@ LATE_ENV_ID = "muzero-test/LateReward-v0"
 LATE_STEPS = 30
 
 
-class LateRewardEnv(gymnasium.Env):
+class LateRewardEnv(StepCountingEnv):
     """Reward 0 for 29 steps, then 100 as the episode ends: the largest reward comes last."""
-
-    observation_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-    action_space = gymnasium.spaces.Discrete(2)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.steps = 0
-        return np.zeros(2, dtype=np.float32), {}
 
     def step(self, action):
         self.steps += 1
         ended = self.steps >= LATE_STEPS
-        return np.zeros(2, dtype=np.float32), 100.0 if ended else 0.0, ended, False, {}
+        return self._obs(), 100.0 if ended else 0.0, ended, False, {}
 
 
-class NeverEndsEnv(LateRewardEnv):
+class NeverEndsEnv(StepCountingEnv):
     def step(self, action):
-        return np.zeros(2, dtype=np.float32), 1.0, False, False, {}
+        return self._obs(), 1.0, False, False, {}
 
 
 for _id, _entry in ((LATE_ENV_ID, LateRewardEnv), ("muzero-test/NeverEnds-v0", NeverEndsEnv)):
@@ -253,6 +252,6 @@ def test_the_rollout_goes_on_until_every_env_has_ended_an_episode():
     rollout = random_rollout(env, num_steps=40, discount=DISCOUNT, seed=0)
     assert rollout.num_steps == 4 * LATE_STEPS
     assert rollout.rewards.max() == 100.0 and rollout.episode_lengths.tolist() == [LATE_STEPS] * 4
-    # an env that never ends holds it for at most 10x the steps asked for
+    # an env that never ends holds it for at most EXTENSION (10) times the lockstep steps asked for
     never = make_vector_env("muzero-test/NeverEnds-v0", num_envs=4, seed=0)
-    assert random_rollout(never, num_steps=40, discount=DISCOUNT, seed=0).num_steps == 4 * 10 * 10
+    assert random_rollout(never, num_steps=40, discount=DISCOUNT, seed=0).num_steps == 4 * 10 * EXTENSION
